@@ -1,0 +1,42 @@
+# FlowFabric PostgreSQL backend. `make help` lists the targets.
+
+PG_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+# The database the sqlx macros check queries against while compiling online.
+DEV_DB       ?= ff_dev
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DEV_DB)
+# The database `make demo` uses.
+DEMO_URL     ?= postgres://postgres@127.0.0.1:5432/flowfabric
+export DATABASE_URL
+
+.PHONY: help db prepare check test demo fmt clippy clean-test-dbs
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+db: ## Recreate the dev database the sqlx macros check against, from migrations/
+	@psql "$(PG_ADMIN_URL)" -qc "DROP DATABASE IF EXISTS $(DEV_DB) WITH (FORCE)" -c "CREATE DATABASE $(DEV_DB)"
+	@for f in $$(ls migrations/V*__*.sql | sort -t V -k 2 -n); do \
+		psql "$(DATABASE_URL)" -q -v ON_ERROR_STOP=1 -f "$$f" >/dev/null || exit 1; done
+	@echo "dev database $(DEV_DB) migrated"
+
+prepare: db ## Regenerate .sqlx/ (offline query metadata) for all targets
+	cargo sqlx prepare -- --all-targets
+
+check: ## fmt, clippy -D warnings, offline build, and .sqlx freshness
+	cargo fmt --all -- --check
+	SQLX_OFFLINE=true cargo clippy --all-targets -- -D warnings
+	SQLX_OFFLINE=true cargo build --all-targets
+	$(MAKE) db
+	cargo sqlx prepare --check -- --all-targets
+
+test: ## The whole test suite against the local PostgreSQL
+	@scripts/ensure-postgres
+	SQLX_OFFLINE=true cargo test --all-targets --no-fail-fast
+
+demo: ## Migrate a local default database and run a small worker pipeline
+	@scripts/ensure-postgres
+	SQLX_OFFLINE=true cargo run --quiet --example demo -- "$(DEMO_URL)"
+
+clean-test-dbs: ## Drop the scratch databases tests leave behind
+	@psql "$(PG_ADMIN_URL)" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'ff\_t\_%'" \
+		| while read -r db; do psql "$(PG_ADMIN_URL)" -qc "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; done
