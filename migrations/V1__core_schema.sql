@@ -20,6 +20,16 @@ CREATE FUNCTION ff_now_ms() RETURNS bigint
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint $$;
 
+-- Does a worker offering `offered` satisfy `required`? Deliberately opaque to
+-- the planner (PL/pgSQL is never inlined): for a bare `<@` on a bound array the
+-- planner assumes 0.5% of rows match and, on a large lane, prefers sorting
+-- the whole lane over walking the claim index in order. An opaque function
+-- is assumed to match a third of the rows, which keeps the claim an ordered
+-- index walk that stops at the first match.
+CREATE FUNCTION ff_caps_satisfied(required text[], offered text[]) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN required <@ offered; END $$;
+
 -- ─── Lanes ────────────────────────────────────────────────────────────────
 
 CREATE TABLE ff_lane_registry (

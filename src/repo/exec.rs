@@ -123,7 +123,7 @@ impl ExecRepo {
                  WHERE lane_id = $1
                    AND lifecycle_phase = 'runnable'
                    AND eligibility_state = 'eligible_now'
-                   AND required_capabilities <@ $2::text[]
+                   AND ff_caps_satisfied(required_capabilities, $2::text[])
                  ORDER BY priority DESC, created_at_ms
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED
@@ -226,7 +226,8 @@ impl ExecRepo {
                    public_state = CASE $3::text WHEN 'success' THEN 'completed' ELSE $3::text END,
                    attempt_state = 'attempt_terminal', eligible_at_ms = NULL,
                    result_payload = COALESCE($4, result_payload),
-                   failure_reason = COALESCE($5, failure_reason),
+                   -- A success clears the last failure; the attempts keep theirs.
+                   failure_reason = CASE WHEN $3::text = 'success' THEN NULL ELSE COALESCE($5, failure_reason) END,
                    cancel_reason = COALESCE($6, cancel_reason),
                    completed_at_ms = t.now, last_mutation_at_ms = t.now
               FROM (SELECT COALESCE($7, ff_now_ms()) AS now) t
