@@ -22,9 +22,10 @@ db: ## Recreate the dev database the sqlx macros check against, from migrations/
 prepare: db ## Regenerate .sqlx/ (offline query metadata) for all targets
 	cargo sqlx prepare -- --all-targets
 
-check: ## fmt, clippy -D warnings, offline build, and .sqlx freshness
+check: ## fmt, clippy -D warnings, docs, offline build, and .sqlx freshness
 	cargo fmt --all -- --check
 	SQLX_OFFLINE=true cargo clippy --all-targets -- -D warnings
+	SQLX_OFFLINE=true RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 	SQLX_OFFLINE=true cargo build --all-targets
 	$(MAKE) db
 	cargo sqlx prepare --check -- --all-targets

@@ -39,10 +39,20 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     create_database_if_missing(url).await?;
     let backend = PostgresBackend::connect_with(ConnectOptions::new(url).apply_migrations(true)).await?;
     let engine: Arc<dyn EngineBackend> = backend.clone();
-    println!("connected to {url} (schema migrated, backend {:?})", engine.backend_label());
+    println!(
+        "connected to {url} (schema migrated, backend {:?})",
+        engine.backend_label()
+    );
 
     let lane = LaneId::new(format!("demo-{}", std::process::id()));
-    let jobs = ["resize-image", "send-email", "flaky-upstream", "render-report", "wait-a-second", "index-doc"];
+    let jobs = [
+        "resize-image",
+        "send-email",
+        "flaky-upstream",
+        "render-report",
+        "wait-a-second",
+        "index-doc",
+    ];
     let mut ids = Vec::new();
     for (i, kind) in jobs.iter().enumerate() {
         let id = ExecutionId::solo(&lane, &PartitionConfig::default());
@@ -96,7 +106,10 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     for (id, kind) in &ids {
         let snap = engine.describe_execution(id).await?.ok_or("execution vanished")?;
         all_done &= snap.public_state == PublicState::Completed;
-        println!("  {kind:<15} {:<10} attempts={}", snap.public_state, snap.total_attempt_count);
+        println!(
+            "  {kind:<15} {:<10} attempts={}",
+            snap.public_state, snap.total_attempt_count
+        );
     }
     if !all_done {
         return Err("not every execution completed".into());
@@ -130,7 +143,11 @@ async fn worker(
         let line = match kind {
             "flaky-upstream" if attempt == 0 => {
                 let outcome = engine
-                    .fail(&handle, FailureReason::new("upstream timed out"), FailureClass::Transient)
+                    .fail(
+                        &handle,
+                        FailureReason::new("upstream timed out"),
+                        FailureClass::Transient,
+                    )
                     .await?;
                 match outcome {
                     FailOutcome::RetryScheduled { .. } => format!("{name}: {kind} failed; retry scheduled"),
@@ -138,7 +155,9 @@ async fn worker(
                 }
             }
             "wait-a-second" if handle.kind == HandleKind::Fresh => {
-                engine.delay(&handle, TimestampMs::from_millis(TimestampMs::now().0 + 1_000)).await?;
+                engine
+                    .delay(&handle, TimestampMs::from_millis(TimestampMs::now().0 + 1_000))
+                    .await?;
                 format!("{name}: {kind} delayed by 1s")
             }
             _ => {
@@ -164,7 +183,9 @@ async fn create_database_if_missing(url: &str) -> Result<(), Box<dyn std::error:
         .fetch_one(&mut admin)
         .await?;
     if !exists {
-        sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut admin)
+            .await?;
         println!("created database {db}");
     }
     Ok(())

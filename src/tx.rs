@@ -129,8 +129,8 @@ impl Db {
         loop {
             let outcome = self.tx_once(isolation, &mut work).await;
             match self.settle(op, outcome, run) {
-                Settled::Done(result) => return result,
-                Settled::Again => run += 1,
+                Some(result) => return result,
+                None => run += 1,
             }
             backoff(run).await;
         }
@@ -156,8 +156,8 @@ impl Db {
                 Err(err) => Err(TxError::Db(err)),
             };
             match self.settle(op, outcome, run) {
-                Settled::Done(result) => return result,
-                Settled::Again => run += 1,
+                Some(result) => return result,
+                None => run += 1,
             }
             backoff(run).await;
         }
@@ -183,25 +183,21 @@ impl Db {
         Ok(value)
     }
 
-    fn settle<T>(&self, op: &'static str, outcome: Result<T, TxError>, run: u32) -> Settled<T> {
+    /// The result of a run, or `None` when the unit should run again.
+    fn settle<T>(&self, op: &'static str, outcome: Result<T, TxError>, run: u32) -> Option<Result<T, EngineError>> {
         match outcome {
-            Ok(value) => Settled::Done(Ok(value)),
-            Err(TxError::Engine(err)) => Settled::Done(Err(err)),
+            Ok(value) => Some(Ok(value)),
+            Err(TxError::Engine(err)) => Some(Err(err)),
             Err(TxError::Db(err)) => {
                 if classify(&err) == DbFailure::Retryable && run < MAX_RUNS {
                     tracing::debug!(op, run, error = %err, "retrying after serialization failure");
-                    Settled::Again
+                    None
                 } else {
-                    Settled::Done(Err(to_engine(op, err, self.acquire_timeout)))
+                    Some(Err(to_engine(op, err, self.acquire_timeout)))
                 }
             }
         }
     }
-}
-
-enum Settled<T> {
-    Done(Result<T, EngineError>),
-    Again,
 }
 
 /// A short pause before running a unit again, growing with each run.

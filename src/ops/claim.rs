@@ -123,10 +123,10 @@ impl Start {
         grant: LeaseGrant<'_>,
         now: Option<i64>,
     ) -> Result<(HandleKind, GrantedLease), sqlx::Error> {
-        if self.resumes {
-            if let Some(lease) = AttemptRepo::resume(conn, self.key, self.attempt_index, grant, now).await? {
-                return Ok((HandleKind::Resumed, lease));
-            }
+        if self.resumes
+            && let Some(lease) = AttemptRepo::resume(conn, self.key, self.attempt_index, grant, now).await?
+        {
+            return Ok((HandleKind::Resumed, lease));
         }
         let lease =
             AttemptRepo::insert_started(conn, self.key, self.attempt_index, self.attempt_type, grant, now).await?;

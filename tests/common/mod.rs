@@ -363,9 +363,10 @@ impl<'a> Spec<'a> {
         let mut policy = self.policy.clone();
         if !self.caps.is_empty() {
             let p = policy.get_or_insert_with(ExecutionPolicy::default);
-            let mut routing = ff_core::policy::RoutingRequirements::default();
-            routing.required_capabilities = self.caps.iter().map(|c| c.to_string()).collect();
-            p.routing_requirements = Some(routing);
+            p.routing_requirements = Some(ff_core::policy::RoutingRequirements {
+                required_capabilities: self.caps.iter().map(|c| c.to_string()).collect(),
+                ..Default::default()
+            });
         }
         CreateExecutionArgs {
             partition_id: execution_id.partition(),
