@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::TestDb;
 use ff_backend_postgres::{ConnectOptions, Error, MigrationError, PostgresBackend, apply_migrations, schema_status};
 use ff_core::backend::PrepareOutcome;
