@@ -98,9 +98,8 @@ async fn connect_refuses_an_unmigrated_database_unless_asked_to_migrate() {
 
 #[tokio::test]
 async fn connect_reports_an_unreachable_server() {
-    let err = PostgresBackend::connect("postgres://postgres@127.0.0.1:1/nowhere")
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let options =
+        ConnectOptions::new("postgres://postgres@127.0.0.1:1/nowhere").acquire_timeout(Duration::from_secs(1));
+    let err = PostgresBackend::connect_with(options).await.map(|_| ()).unwrap_err();
     assert!(matches!(err, Error::Database(_)), "{err:?}");
 }
