@@ -20,15 +20,15 @@ db: ## Recreate the dev database the sqlx macros check against, from migrations/
 	@echo "dev database $(DEV_DB) migrated"
 
 prepare: db ## Regenerate .sqlx/ (offline query metadata) for all targets
-	cargo sqlx prepare -- --all-targets
+	cargo sqlx prepare --workspace -- --all-targets
 
 check: ## fmt, clippy -D warnings, docs, offline build, and .sqlx freshness
 	cargo fmt --all -- --check
-	SQLX_OFFLINE=true cargo clippy --all-targets -- -D warnings
+	SQLX_OFFLINE=true cargo clippy --workspace --all-targets -- -D warnings
 	SQLX_OFFLINE=true RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
-	SQLX_OFFLINE=true cargo build --all-targets
+	SQLX_OFFLINE=true cargo build --workspace --all-targets
 	$(MAKE) db
-	cargo sqlx prepare --check -- --all-targets
+	cargo sqlx prepare --workspace --check -- --all-targets
 
 test: ## The whole test suite against the local PostgreSQL
 	@scripts/ensure-postgres
@@ -36,7 +36,7 @@ test: ## The whole test suite against the local PostgreSQL
 
 demo: ## Migrate a local default database and run a small worker pipeline
 	@scripts/ensure-postgres
-	SQLX_OFFLINE=true cargo run --quiet --example demo -- "$(DEMO_URL)"
+	SQLX_OFFLINE=true cargo run --quiet -p ffpg -- --database-url "$(DEMO_URL)" demo
 
 clean-test-dbs: ## Drop the scratch databases tests leave behind
 	@psql "$(PG_ADMIN_URL)" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'ff\_t\_%'" \

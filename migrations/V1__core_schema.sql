@@ -20,15 +20,187 @@ CREATE FUNCTION ff_now_ms() RETURNS bigint
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint $$;
 
--- Does a worker offering `offered` satisfy `required`? Deliberately opaque to
--- the planner (PL/pgSQL is never inlined): for a bare `<@` on a bound array the
--- planner assumes 0.5% of rows match and, on a large lane, prefers sorting
--- the whole lane over walking the claim index in order. An opaque function
--- is assumed to match a third of the rows, which keeps the claim an ordered
--- index walk that stops at the first match.
-CREATE FUNCTION ff_caps_satisfied(required text[], offered text[]) RETURNS boolean
+-- ─── State literals ───────────────────────────────────────────────────────
+--
+-- Validators for the named CHECK constraints on state columns. They are
+-- PL/pgSQL on purpose: PostgreSQL re-reads the stored expression of every
+-- CHECK constraint of a table on each INSERT or UPDATE, and an
+-- `IN ('a', 'b', ...)` list is stored as an array constant that costs more to
+-- read back than to test; measured on the claim → complete path, plain
+-- IN-lists cost about 30% of its throughput. A PL/pgSQL body is compiled once
+-- per session. STRICT: a NULL passes, as it would an IN-list check.
+
+CREATE FUNCTION ff_is_lane_state(v text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ BEGIN RETURN required <@ offered; END $$;
+AS $$ BEGIN RETURN v IN ('active', 'paused', 'draining', 'disabled'); END $$;
+
+CREATE FUNCTION ff_is_public_flow_state(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('open', 'running', 'blocked', 'cancelled', 'completed', 'failed'); END $$;
+
+CREATE FUNCTION ff_is_edge_state(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('pending', 'satisfied', 'unsatisfiable', 'skipped', 'cancelled'); END $$;
+
+CREATE FUNCTION ff_is_edge_group_state(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('pending', 'satisfied', 'impossible', 'cancelled'); END $$;
+
+CREATE FUNCTION ff_is_waitpoint_state(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('pending', 'active', 'closed', 'expired'); END $$;
+
+CREATE FUNCTION ff_is_frame_kind(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('stdout', 'stderr', 'event', 'blob'); END $$;
+
+CREATE FUNCTION ff_is_stream_mode(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('durable', 'summary', 'best_effort'); END $$;
+
+CREATE FUNCTION ff_is_patch_kind(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('json_merge_patch'); END $$;
+
+CREATE FUNCTION ff_is_completion_outcome(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('success', 'failure', 'cancelled', 'expired', 'skipped'); END $$;
+
+CREATE FUNCTION ff_is_lease_event_kind(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('acquired', 'renewed', 'released', 'expired', 'reclaimed', 'revoked'); END $$;
+
+CREATE FUNCTION ff_is_signal_effect(v text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN v IN ('satisfied', 'buffered', 'deduped'); END $$;
+
+
+-- The state vector of an execution: every column one of ff-core's literals,
+-- and the columns consistent with each other. One function for the whole row
+-- because each CHECK constraint costs a call on every write of the row; the
+-- error names the offending column.
+CREATE FUNCTION ff_exec_state_valid(
+    lifecycle_phase text, ownership_state text, eligibility_state text, blocking_reason text,
+    terminal_outcome text, attempt_state text, public_state text, eligible_at_ms bigint)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+    problem text;
+    -- public_state as ff_core::state::StateVector::derive_public_state derives
+    -- it; a statement that forgets to keep public_state true fails here.
+    derived text := CASE lifecycle_phase
+        WHEN 'terminal' THEN CASE terminal_outcome
+            WHEN 'success' THEN 'completed' WHEN 'cancelled' THEN 'cancelled'
+            WHEN 'expired' THEN 'expired' WHEN 'skipped' THEN 'skipped' ELSE 'failed' END
+        WHEN 'suspended' THEN 'suspended'
+        WHEN 'active' THEN 'active'
+        WHEN 'runnable' THEN CASE eligibility_state
+            WHEN 'not_eligible_until_time' THEN 'delayed'
+            WHEN 'blocked_by_dependencies' THEN 'waiting_children'
+            WHEN 'blocked_by_budget' THEN 'rate_limited'
+            WHEN 'blocked_by_quota' THEN 'rate_limited'
+            ELSE 'waiting' END
+        ELSE 'waiting' END;
+BEGIN
+    IF lifecycle_phase NOT IN ('submitted', 'runnable', 'active', 'suspended', 'terminal') THEN
+        problem := format('lifecycle_phase %L is not a LifecyclePhase', lifecycle_phase);
+    ELSIF ownership_state NOT IN ('unowned', 'leased', 'lease_expired_reclaimable', 'lease_revoked') THEN
+        problem := format('ownership_state %L is not an OwnershipState', ownership_state);
+    ELSIF eligibility_state NOT IN ('eligible_now', 'not_eligible_until_time', 'blocked_by_dependencies',
+            'blocked_by_budget', 'blocked_by_quota', 'blocked_by_route', 'blocked_by_lane_state',
+            'blocked_by_operator', 'not_applicable') THEN
+        problem := format('eligibility_state %L is not an EligibilityState', eligibility_state);
+    ELSIF blocking_reason NOT IN ('none', 'waiting_for_worker', 'waiting_for_retry_backoff', 'waiting_for_resume_delay',
+            'waiting_for_delay', 'waiting_for_signal', 'waiting_for_approval',
+            'waiting_for_callback', 'waiting_for_tool_result', 'waiting_for_children',
+            'waiting_for_budget', 'waiting_for_quota', 'waiting_for_capable_worker',
+            'waiting_for_locality_match', 'paused_by_operator', 'paused_by_policy',
+            'paused_by_flow_cancel') THEN
+        problem := format('blocking_reason %L is not a BlockingReason', blocking_reason);
+    ELSIF terminal_outcome NOT IN ('none', 'success', 'failed', 'cancelled', 'expired', 'skipped') THEN
+        problem := format('terminal_outcome %L is not a TerminalOutcome', terminal_outcome);
+    ELSIF attempt_state NOT IN ('none', 'pending_first_attempt', 'running_attempt', 'attempt_interrupted',
+            'pending_retry_attempt', 'pending_replay_attempt', 'attempt_terminal') THEN
+        problem := format('attempt_state %L is not an AttemptState', attempt_state);
+    ELSIF (lifecycle_phase = 'terminal') <> (terminal_outcome <> 'none') THEN
+        problem := format('lifecycle_phase %L with terminal_outcome %L: a terminal execution has an outcome '
+                          'and nothing else does', lifecycle_phase, terminal_outcome);
+    ELSIF eligibility_state = 'not_eligible_until_time' AND eligible_at_ms IS NULL THEN
+        problem := 'a delayed execution needs eligible_at_ms';
+    ELSIF public_state IS DISTINCT FROM derived THEN
+        problem := format('public_state %L is not derived from lifecycle_phase %L, eligibility_state %L, '
+                          'terminal_outcome %L', public_state, lifecycle_phase, eligibility_state, terminal_outcome);
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'check_violation', CONSTRAINT = 'ff_exec_core_state_check',
+            MESSAGE = 'ff_exec_core: ' || problem;
+    END IF;
+    RETURN true;
+END $$;
+
+-- The same for an attempt.
+CREATE FUNCTION ff_attempt_state_valid(
+    attempt_type text, lifecycle text, lease_end_reason text, lease_expires_at_ms bigint)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+    problem text;
+BEGIN
+    IF attempt_type NOT IN ('initial', 'retry', 'reclaim', 'replay', 'fallback') THEN
+        problem := format('attempt_type %L is not an AttemptType', attempt_type);
+    ELSIF lifecycle NOT IN ('created', 'started', 'suspended', 'ended_success', 'ended_failure', 'ended_cancelled',
+            'interrupted_reclaimed') THEN
+        problem := format('lifecycle %L is not an AttemptLifecycle', lifecycle);
+    ELSIF lease_end_reason NOT IN ('completed', 'failed', 'cancelled', 'delayed', 'waiting_children', 'suspended',
+            'expired', 'revoked') THEN
+        problem := format('lease_end_reason %L is not known', lease_end_reason);
+    ELSIF lease_expires_at_ms IS NOT NULL AND lifecycle <> 'started' THEN
+        problem := format('an attempt in lifecycle %L holds a lease: only a started one may', lifecycle);
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'check_violation', CONSTRAINT = 'ff_attempt_state_check',
+            MESSAGE = 'ff_attempt: ' || problem;
+    END IF;
+    RETURN true;
+END $$;
+
+-- Does a worker offering `offered` satisfy `required`? Written as a call of
+-- `arraycontained` (the function behind `<@`) on purpose: for the operator
+-- on a bound array the planner assumes 0.5% of rows match and, on a large
+-- lane, prefers sorting the whole lane over walking the claim index in
+-- order; for a function call it assumes a third, which keeps the claim an
+-- ordered index walk that stops at the first match. This SQL function is
+-- inlined, so the call costs nothing.
+CREATE FUNCTION ff_caps_satisfied(required text[], offered text[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT arraycontained(required, offered) $$;
+
+-- Who is waiting for notifications, so that transactions notify only when
+-- someone listens. A NOTIFY makes its transaction take a cluster-wide lock
+-- from before its commit record is flushed until after: notifying commits
+-- are serialised and lose group commit. With this registry a busy system,
+-- whose workers find work without waiting, sends no notifications at all.
+-- Unlogged: the registry is ephemeral, and a crash empties it. Listeners
+-- refresh `heartbeat_at_ms`; stale rows are ignored and swept.
+CREATE UNLOGGED TABLE ff_listener (
+    channel         text   NOT NULL,
+    key             text   NOT NULL,
+    listener_id     uuid   NOT NULL,
+    heartbeat_at_ms bigint NOT NULL,
+    CONSTRAINT ff_listener_pkey PRIMARY KEY (channel, key, listener_id)
+);
+
+-- Is anyone listening on `channel` for `key` (or for every key, '*')?
+CREATE FUNCTION ff_has_listener(p_channel text, p_key text) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM ff_listener
+         WHERE channel = p_channel AND key IN (p_key, '*')
+           AND heartbeat_at_ms > ff_now_ms() - 10000)
+$$;
 
 -- ─── Lanes ────────────────────────────────────────────────────────────────
 
@@ -38,7 +210,7 @@ CREATE TABLE ff_lane_registry (
     registered_at_ms bigint NOT NULL DEFAULT ff_now_ms(),
     CONSTRAINT ff_lane_registry_pkey PRIMARY KEY (lane_id),
     CONSTRAINT ff_lane_registry_lane_state_check
-        CHECK (lane_state IN ('active', 'paused', 'draining', 'disabled'))
+        CHECK (ff_is_lane_state(lane_state))
 );
 COMMENT ON TABLE ff_lane_registry IS
     'Every lane an execution was ever created on; lanes are global, not partitioned.';
@@ -63,7 +235,7 @@ CREATE TABLE ff_flow_core (
     CONSTRAINT ff_flow_core_pkey PRIMARY KEY (partition_key, flow_id),
     CONSTRAINT ff_flow_core_partition_key_check CHECK (partition_key >= 0),
     CONSTRAINT ff_flow_core_public_flow_state_check
-        CHECK (public_flow_state IN ('open', 'running', 'blocked', 'cancelled', 'completed', 'failed'))
+        CHECK (ff_is_public_flow_state(public_flow_state))
 );
 
 -- ─── Executions ───────────────────────────────────────────────────────────
@@ -111,49 +283,11 @@ CREATE TABLE ff_exec_core (
     tags                  jsonb    NOT NULL DEFAULT '{}'::jsonb,
     CONSTRAINT ff_exec_core_pkey PRIMARY KEY (partition_key, execution_id),
     CONSTRAINT ff_exec_core_partition_key_check CHECK (partition_key >= 0),
-    CONSTRAINT ff_exec_core_lifecycle_phase_check
-        CHECK (lifecycle_phase IN ('submitted', 'runnable', 'active', 'suspended', 'terminal')),
-    CONSTRAINT ff_exec_core_ownership_state_check
-        CHECK (ownership_state IN ('unowned', 'leased', 'lease_expired_reclaimable', 'lease_revoked')),
-    CONSTRAINT ff_exec_core_eligibility_state_check
-        CHECK (eligibility_state IN ('eligible_now', 'not_eligible_until_time', 'blocked_by_dependencies',
-            'blocked_by_budget', 'blocked_by_quota', 'blocked_by_route', 'blocked_by_lane_state',
-            'blocked_by_operator', 'not_applicable')),
-    CONSTRAINT ff_exec_core_blocking_reason_check
-        CHECK (blocking_reason IN ('none', 'waiting_for_worker', 'waiting_for_retry_backoff',
-            'waiting_for_resume_delay', 'waiting_for_delay', 'waiting_for_signal', 'waiting_for_approval',
-            'waiting_for_callback', 'waiting_for_tool_result', 'waiting_for_children', 'waiting_for_budget',
-            'waiting_for_quota', 'waiting_for_capable_worker', 'waiting_for_locality_match',
-            'paused_by_operator', 'paused_by_policy', 'paused_by_flow_cancel')),
-    CONSTRAINT ff_exec_core_terminal_outcome_check
-        CHECK (terminal_outcome IN ('none', 'success', 'failed', 'cancelled', 'expired', 'skipped')),
-    CONSTRAINT ff_exec_core_attempt_state_check
-        CHECK (attempt_state IN ('none', 'pending_first_attempt', 'running_attempt', 'attempt_interrupted',
-            'pending_retry_attempt', 'pending_replay_attempt', 'attempt_terminal')),
-    CONSTRAINT ff_exec_core_public_state_check
-        CHECK (public_state IN ('waiting', 'delayed', 'rate_limited', 'waiting_children', 'active',
-            'suspended', 'resumable', 'completed', 'failed', 'cancelled', 'expired', 'skipped')),
-    -- A terminal execution has an outcome and nothing else does.
-    CONSTRAINT ff_exec_core_terminal_has_outcome
-        CHECK ((lifecycle_phase = 'terminal') = (terminal_outcome <> 'none')),
-    -- public_state is derived, exactly as `ff_core::state::StateVector::derive_public_state`
-    -- derives it; a statement that forgets to keep it true fails here.
-    CONSTRAINT ff_exec_core_public_state_derived
-        CHECK (public_state = CASE lifecycle_phase
-            WHEN 'terminal' THEN CASE terminal_outcome
-                WHEN 'success' THEN 'completed' WHEN 'cancelled' THEN 'cancelled'
-                WHEN 'expired' THEN 'expired' WHEN 'skipped' THEN 'skipped' ELSE 'failed' END
-            WHEN 'suspended' THEN 'suspended'
-            WHEN 'active' THEN 'active'
-            WHEN 'runnable' THEN CASE eligibility_state
-                WHEN 'not_eligible_until_time' THEN 'delayed'
-                WHEN 'blocked_by_dependencies' THEN 'waiting_children'
-                WHEN 'blocked_by_budget' THEN 'rate_limited'
-                WHEN 'blocked_by_quota' THEN 'rate_limited'
-                ELSE 'waiting' END
-            ELSE 'waiting' END),
-    CONSTRAINT ff_exec_core_delay_has_time
-        CHECK (eligibility_state <> 'not_eligible_until_time' OR eligible_at_ms IS NOT NULL),
+    -- Every state column one of ff-core's literals, the columns consistent,
+    -- public_state derived: see ff_exec_state_valid.
+    CONSTRAINT ff_exec_core_state_check
+        CHECK (ff_exec_state_valid(lifecycle_phase, ownership_state, eligibility_state, blocking_reason,
+                                   terminal_outcome, attempt_state, public_state, eligible_at_ms)),
     CONSTRAINT ff_exec_core_progress_percent_check
         CHECK (progress_percent IS NULL OR progress_percent BETWEEN 0 AND 100)
 );
@@ -170,6 +304,11 @@ CREATE INDEX ff_exec_core_claim_idx
 CREATE INDEX ff_exec_core_due_idx
     ON ff_exec_core (eligible_at_ms)
     WHERE eligibility_state = 'not_eligible_until_time';
+
+-- Executions holding a lease: the lease-expiry scanner's way in.
+CREATE INDEX ff_exec_core_active_idx
+    ON ff_exec_core (partition_key, execution_id)
+    WHERE lifecycle_phase = 'active';
 
 -- Flow membership (members share their flow's partition).
 CREATE INDEX ff_exec_core_flow_idx
@@ -204,7 +343,7 @@ CREATE TABLE ff_attempt (
     lease_ttl_ms         bigint,
     worker_id            text,
     worker_instance_id   text,
-    -- Why the last lease ended; read by the lease-event trigger.
+    -- Why the last lease ended (`completed`, `delayed`, `expired`, ...).
     lease_end_reason     text,
     started_at_ms        bigint   NOT NULL DEFAULT ff_now_ms(),
     last_renewed_at_ms   bigint,
@@ -215,25 +354,16 @@ CREATE TABLE ff_attempt (
     CONSTRAINT ff_attempt_exec_fkey FOREIGN KEY (partition_key, execution_id)
         REFERENCES ff_exec_core (partition_key, execution_id) ON DELETE CASCADE,
     CONSTRAINT ff_attempt_attempt_index_check CHECK (attempt_index >= 0),
-    CONSTRAINT ff_attempt_attempt_type_check
-        CHECK (attempt_type IN ('initial', 'retry', 'reclaim', 'replay', 'fallback')),
-    CONSTRAINT ff_attempt_lifecycle_check
-        CHECK (lifecycle IN ('created', 'started', 'suspended', 'ended_success', 'ended_failure',
-            'ended_cancelled', 'interrupted_reclaimed')),
-    CONSTRAINT ff_attempt_lease_end_reason_check
-        CHECK (lease_end_reason IS NULL OR lease_end_reason IN ('completed', 'failed', 'cancelled',
-            'delayed', 'waiting_children', 'suspended', 'expired', 'revoked')),
-    -- Only a started attempt holds a lease.
-    CONSTRAINT ff_attempt_lease_only_when_started
-        CHECK (lease_expires_at_ms IS NULL OR lifecycle = 'started')
+    CONSTRAINT ff_attempt_state_check
+        CHECK (ff_attempt_state_valid(attempt_type, lifecycle, lease_end_reason, lease_expires_at_ms))
 );
 COMMENT ON TABLE ff_attempt IS
     'One row per attempt. An attempt survives lease interruptions (delay, expiry, suspension); a retry starts a new one.';
 
--- The lease-expiry scanner.
-CREATE INDEX ff_attempt_lease_expiry_idx
-    ON ff_attempt (lease_expires_at_ms)
-    WHERE lease_expires_at_ms IS NOT NULL;
+-- No index on the lease columns: renewals and lease ends then update
+-- attempt rows in place (HOT), without touching an index. The lease-expiry
+-- scanner finds leases through the active executions instead
+-- (`ff_exec_core_active_idx`), of which there are as many as leases.
 
 -- ─── Flow graph ───────────────────────────────────────────────────────────
 
@@ -256,7 +386,7 @@ CREATE TABLE ff_edge (
         UNIQUE (partition_key, flow_id, upstream_execution_id, downstream_execution_id),
     CONSTRAINT ff_edge_not_self CHECK (upstream_execution_id <> downstream_execution_id),
     CONSTRAINT ff_edge_edge_state_check
-        CHECK (edge_state IN ('pending', 'satisfied', 'unsatisfiable', 'skipped', 'cancelled'))
+        CHECK (ff_is_edge_state(edge_state))
 );
 CREATE INDEX ff_edge_downstream_idx ON ff_edge (partition_key, flow_id, downstream_execution_id);
 
@@ -276,7 +406,7 @@ CREATE TABLE ff_edge_group (
     CONSTRAINT ff_edge_group_flow_fkey FOREIGN KEY (partition_key, flow_id)
         REFERENCES ff_flow_core (partition_key, flow_id) ON DELETE CASCADE,
     CONSTRAINT ff_edge_group_group_state_check
-        CHECK (group_state IN ('pending', 'satisfied', 'impossible', 'cancelled'))
+        CHECK (ff_is_edge_group_state(group_state))
 );
 
 -- ─── Suspension, waitpoints, signals ──────────────────────────────────────
@@ -321,7 +451,7 @@ CREATE TABLE ff_waitpoint_pending (
         REFERENCES ff_exec_core (partition_key, execution_id) ON DELETE CASCADE,
     CONSTRAINT ff_waitpoint_pending_key_key UNIQUE (partition_key, execution_id, waitpoint_key),
     CONSTRAINT ff_waitpoint_pending_state_check
-        CHECK (state IN ('pending', 'active', 'closed', 'expired'))
+        CHECK (ff_is_waitpoint_state(state))
 );
 CREATE INDEX ff_waitpoint_pending_expiry_idx
     ON ff_waitpoint_pending (expires_at_ms)
@@ -358,7 +488,7 @@ CREATE TABLE ff_signal (
     CONSTRAINT ff_signal_pkey PRIMARY KEY (partition_key, execution_id, signal_id),
     CONSTRAINT ff_signal_exec_fkey FOREIGN KEY (partition_key, execution_id)
         REFERENCES ff_exec_core (partition_key, execution_id) ON DELETE CASCADE,
-    CONSTRAINT ff_signal_effect_check CHECK (effect IN ('satisfied', 'buffered', 'deduped'))
+    CONSTRAINT ff_signal_effect_check CHECK (ff_is_signal_effect(effect))
 );
 CREATE UNIQUE INDEX ff_signal_idempotency_key
     ON ff_signal (partition_key, execution_id, idempotency_key)
@@ -382,8 +512,8 @@ CREATE TABLE ff_stream_frame (
     CONSTRAINT ff_stream_frame_pkey PRIMARY KEY (partition_key, execution_id, attempt_index, seq),
     CONSTRAINT ff_stream_frame_exec_fkey FOREIGN KEY (partition_key, execution_id)
         REFERENCES ff_exec_core (partition_key, execution_id) ON DELETE CASCADE,
-    CONSTRAINT ff_stream_frame_frame_kind_check CHECK (frame_kind IN ('stdout', 'stderr', 'event', 'blob')),
-    CONSTRAINT ff_stream_frame_mode_check CHECK (mode IN ('durable', 'summary', 'best_effort'))
+    CONSTRAINT ff_stream_frame_frame_kind_check CHECK (ff_is_frame_kind(frame_kind)),
+    CONSTRAINT ff_stream_frame_mode_check CHECK (ff_is_stream_mode(mode))
 );
 
 CREATE TABLE ff_stream_summary (
@@ -400,7 +530,7 @@ CREATE TABLE ff_stream_summary (
     CONSTRAINT ff_stream_summary_pkey PRIMARY KEY (partition_key, execution_id, attempt_index),
     CONSTRAINT ff_stream_summary_exec_fkey FOREIGN KEY (partition_key, execution_id)
         REFERENCES ff_exec_core (partition_key, execution_id) ON DELETE CASCADE,
-    CONSTRAINT ff_stream_summary_patch_kind_check CHECK (patch_kind IN ('json_merge_patch'))
+    CONSTRAINT ff_stream_summary_patch_kind_check CHECK (ff_is_patch_kind(patch_kind))
 );
 
 -- ─── Budgets and quotas (partitioned by `{b:N}` / `{q:N}`) ────────────────
@@ -480,7 +610,7 @@ CREATE TABLE ff_completion_event (
     tx_id          xid8     NOT NULL DEFAULT pg_current_xact_id(),
     CONSTRAINT ff_completion_event_pkey PRIMARY KEY (event_id),
     CONSTRAINT ff_completion_event_outcome_check
-        CHECK (outcome IN ('success', 'failure', 'cancelled', 'expired', 'skipped'))
+        CHECK (ff_is_completion_outcome(outcome))
 );
 CREATE INDEX ff_completion_event_exec_idx ON ff_completion_event (partition_key, execution_id);
 
@@ -498,7 +628,7 @@ CREATE TABLE ff_lease_event (
     tx_id              xid8     NOT NULL DEFAULT pg_current_xact_id(),
     CONSTRAINT ff_lease_event_pkey PRIMARY KEY (event_id),
     CONSTRAINT ff_lease_event_event_kind_check
-        CHECK (event_kind IN ('acquired', 'renewed', 'released', 'expired', 'reclaimed', 'revoked'))
+        CHECK (ff_is_lease_event_kind(event_kind))
 );
 CREATE INDEX ff_lease_event_exec_idx ON ff_lease_event (partition_key, execution_id);
 
@@ -513,7 +643,7 @@ CREATE TABLE ff_signal_event (
     occurred_at_ms  bigint   NOT NULL,
     tx_id           xid8     NOT NULL DEFAULT pg_current_xact_id(),
     CONSTRAINT ff_signal_event_pkey PRIMARY KEY (event_id),
-    CONSTRAINT ff_signal_event_effect_check CHECK (effect IN ('satisfied', 'buffered', 'deduped'))
+    CONSTRAINT ff_signal_event_effect_check CHECK (ff_is_signal_effect(effect))
 );
 
 CREATE TABLE ff_operator_event (
@@ -529,36 +659,28 @@ CREATE TABLE ff_operator_event (
     CONSTRAINT ff_operator_event_pkey PRIMARY KEY (event_id)
 );
 
--- ─── Triggers: outbox rows and wake-ups that no code path can forget ─────
+-- ─── Notifications ────────────────────────────────────────────────────────
 
--- Exactly one completion event per transition into `terminal`, whichever
--- statement makes it (complete, fail, cancel, operator, flow cancel, expiry).
-CREATE FUNCTION ff_exec_core_emit_completion() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    new_event_id bigint;
+-- Notify `channel` with `payload` if someone listens for `key`; returns
+-- whether it did. Outbox rows themselves are written by the statements that
+-- make each transition (src/repo/transition/).
+CREATE FUNCTION ff_notify_listeners(p_channel text, p_key text, p_payload text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
 BEGIN
-    INSERT INTO ff_completion_event (partition_key, execution_id, flow_id, lane_id, namespace,
-                                     outcome, attempt_index, occurred_at_ms)
-    VALUES (NEW.partition_key, NEW.execution_id, NEW.flow_id, NEW.lane_id, NEW.namespace,
-            CASE NEW.terminal_outcome WHEN 'failed' THEN 'failure' ELSE NEW.terminal_outcome END,
-            NEW.attempt_index, NEW.last_mutation_at_ms)
-    RETURNING event_id INTO new_event_id;
-    PERFORM pg_notify('ff_completion', new_event_id::text);
-    RETURN NULL;
+    IF ff_has_listener(p_channel, p_key) THEN
+        PERFORM pg_notify(p_channel, p_payload);
+        RETURN true;
+    END IF;
+    RETURN false;
 END $$;
 
-CREATE TRIGGER ff_exec_core_completion_on_update
-    AFTER UPDATE OF lifecycle_phase ON ff_exec_core
-    FOR EACH ROW
-    WHEN (NEW.lifecycle_phase = 'terminal' AND OLD.lifecycle_phase <> 'terminal')
-    EXECUTE FUNCTION ff_exec_core_emit_completion();
-
--- Wake claimers waiting on a lane when work becomes claimable there.
+-- Wake claimers waiting on a lane when work becomes claimable there,
+-- whichever statement made it so (create, retry, promotion, requeue).
 CREATE FUNCTION ff_exec_core_notify_work() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('ff_work', NEW.lane_id);
+    PERFORM ff_notify_listeners('ff_work', NEW.lane_id, NEW.lane_id);
     RETURN NULL;
 END $$;
 
@@ -574,45 +696,3 @@ CREATE TRIGGER ff_exec_core_work_on_update
     WHEN (NEW.lifecycle_phase = 'runnable' AND NEW.eligibility_state = 'eligible_now'
           AND (OLD.lifecycle_phase <> 'runnable' OR OLD.eligibility_state <> 'eligible_now'))
     EXECUTE FUNCTION ff_exec_core_notify_work();
-
--- One lease event per lease change: granted (insert, or an epoch bump over a
--- released lease), taken over (an epoch bump over a held lease), or ended.
--- Renewals only move the expiry and are not recorded.
-CREATE FUNCTION ff_attempt_emit_lease_event() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    kind   text;
-    why    text;
-    lid    uuid := NEW.lease_id;
-    holder text := NEW.worker_instance_id;
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        kind := 'acquired';
-    ELSIF NEW.lease_epoch <> OLD.lease_epoch THEN
-        kind := CASE WHEN OLD.lease_expires_at_ms IS NULL THEN 'acquired' ELSE 'reclaimed' END;
-    ELSE
-        -- The lease ended: report the lease and holder that ended.
-        why := NEW.lease_end_reason;
-        kind := CASE why WHEN 'expired' THEN 'expired' WHEN 'revoked' THEN 'revoked' ELSE 'released' END;
-        lid := OLD.lease_id;
-        holder := OLD.worker_instance_id;
-    END IF;
-    INSERT INTO ff_lease_event (partition_key, execution_id, attempt_index, lease_id, lease_epoch,
-                                event_kind, worker_instance_id, reason, occurred_at_ms)
-    VALUES (NEW.partition_key, NEW.execution_id, NEW.attempt_index, lid, NEW.lease_epoch,
-            kind, holder, why, ff_now_ms());
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER ff_attempt_lease_on_insert
-    AFTER INSERT ON ff_attempt
-    FOR EACH ROW
-    WHEN (NEW.lease_expires_at_ms IS NOT NULL)
-    EXECUTE FUNCTION ff_attempt_emit_lease_event();
-
-CREATE TRIGGER ff_attempt_lease_on_update
-    AFTER UPDATE OF lease_epoch, lease_expires_at_ms ON ff_attempt
-    FOR EACH ROW
-    WHEN (NEW.lease_epoch <> OLD.lease_epoch
-          OR (OLD.lease_expires_at_ms IS NOT NULL AND NEW.lease_expires_at_ms IS NULL))
-    EXECUTE FUNCTION ff_attempt_emit_lease_event();

@@ -25,14 +25,18 @@ pub mod constraint {
     pub const ATTEMPT_PKEY: &str = "ff_attempt_pkey";
     /// `ff_exec_core.progress_percent` lies in 0..=100.
     pub const EXEC_PROGRESS_PERCENT: &str = "ff_exec_core_progress_percent_check";
-    /// `ff_exec_core.public_state` is derived from the other state columns.
-    pub const EXEC_PUBLIC_STATE_DERIVED: &str = "ff_exec_core_public_state_derived";
+    /// The state vector of `ff_exec_core`: literals, consistency, derived
+    /// `public_state`.
+    pub const EXEC_STATE: &str = "ff_exec_core_state_check";
+    /// The state columns of `ff_attempt`.
+    pub const ATTEMPT_STATE: &str = "ff_attempt_state_check";
     /// Every constraint name listed above, for the schema convention test.
     pub const ALL: &[&str] = &[
         EXEC_CORE_PKEY,
         ATTEMPT_PKEY,
         EXEC_PROGRESS_PERCENT,
-        EXEC_PUBLIC_STATE_DERIVED,
+        EXEC_STATE,
+        ATTEMPT_STATE,
     ];
 }
 

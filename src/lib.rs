@@ -41,6 +41,7 @@
 // returns it, so its size is not ours to choose.
 #![allow(clippy::result_large_err)]
 
+mod admin;
 mod backend;
 mod clock;
 mod error;
@@ -52,8 +53,10 @@ mod repo;
 mod scanner;
 mod tx;
 
+pub use admin::{AttemptReport, EventReport, ExecutionReport, LaneStatus};
 pub use backend::{BackendBuilder, ConnectOptions, PostgresBackend};
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, constraint};
 pub use migrate::{HISTORY_TABLE, MigrationError, SchemaStatus, apply_migrations, schema_status};
+pub use notify::CompletionFeed;
 pub use scanner::{ScanReport, ScannerConfig};

@@ -158,23 +158,6 @@ pub(crate) struct FenceView {
     pub now_ms: i64,
 }
 
-/// An execution the claim statement took, with its attempt state from
-/// before the claim (it decides between a fresh and a resumed attempt).
-#[derive(Debug, Clone)]
-pub(crate) struct ClaimedExec {
-    pub key: ExecKey,
-    pub attempt_index: i32,
-    pub resumes_attempt: bool,
-    pub is_retry: bool,
-}
-
-/// A lease just granted on an attempt.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct GrantedLease {
-    pub attempt_id: Uuid,
-    pub lease_epoch: i64,
-}
-
 /// The part of an execution that decides what a failure leads to.
 #[derive(Debug, Clone)]
 pub(crate) struct RetryState {

@@ -91,6 +91,8 @@ pub(crate) enum Isolation {
     /// PostgreSQL's default. Enough for operations that fence with row locks
     /// and guarded updates, which is all of the attempt lifecycle.
     ReadCommitted,
+    /// One snapshot for every statement: multi-statement reads that must agree.
+    RepeatableRead,
     /// For operations whose correctness rests on reading a consistent set of
     /// rows that they do not lock.
     #[allow(dead_code)] // used by the flow family
@@ -169,6 +171,7 @@ impl Db {
     {
         let tx = match isolation {
             Isolation::ReadCommitted => self.pool.begin().await?,
+            Isolation::RepeatableRead => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ").await?,
             Isolation::Serializable => self.pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?,
         };
         let mut conn = Conn {

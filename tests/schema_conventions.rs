@@ -62,18 +62,52 @@ async fn every_state_column_is_constrained() {
         ("ff_lease_event", "event_kind"),
     ];
     for (table, column) in state_columns {
-        let constrained: bool = sqlx::query_scalar(
-            "SELECT EXISTS (
-                SELECT 1 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-                 WHERE c.relname = $1 AND k.contype = 'c' AND k.conname = $1 || '_' || $2 || '_check')",
+        let constraints: Vec<String> = sqlx::query_scalar(
+            "SELECT k.conname::text FROM pg_constraint k
+               JOIN pg_class c ON c.oid = k.conrelid
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (k.conkey)
+              WHERE c.relname = $1 AND a.attname = $2 AND k.contype = 'c' AND k.conname LIKE $1 || '\\_%'",
         )
         .bind(table)
         .bind(column)
-        .fetch_one(&db.pool)
+        .fetch_all(&db.pool)
         .await
         .unwrap();
-        assert!(constrained, "{table}.{column} has no {table}_{column}_check constraint");
+        assert!(
+            !constraints.is_empty(),
+            "{table}.{column} is guarded by no named CHECK constraint"
+        );
     }
+}
+
+#[tokio::test]
+async fn state_checks_refuse_bad_literals_and_inconsistent_rows() {
+    let db = TestDb::new().await;
+    let insert = |lifecycle: &str, eligibility: &str, public_state: &str| {
+        format!(
+            "INSERT INTO ff_exec_core (partition_key, execution_id, lane_id, lifecycle_phase, eligibility_state,
+                                       public_state, eligible_at_ms)
+             VALUES (0, gen_random_uuid(), 'l', '{lifecycle}', '{eligibility}', '{public_state}', 1)"
+        )
+    };
+    let refused = |sql: String| {
+        let pool = db.pool.clone();
+        async move {
+            match sqlx::query(&sql).execute(&pool).await {
+                Err(sqlx::Error::Database(e)) => (e.constraint().map(str::to_owned), e.message().to_owned()),
+                other => panic!("expected a check violation, got {other:?}"),
+            }
+        }
+    };
+    let (constraint, message) = refused(insert("running", "eligible_now", "waiting")).await;
+    assert_eq!(constraint.as_deref(), Some(ff_backend_postgres::constraint::EXEC_STATE));
+    assert!(message.contains("lifecycle_phase 'running'"), "{message}");
+    let (_, message) = refused(insert("runnable", "not_eligible_until_time", "waiting")).await;
+    assert!(message.contains("public_state 'waiting' is not derived"), "{message}");
+    sqlx::query(&insert("runnable", "not_eligible_until_time", "delayed"))
+        .execute(&db.pool)
+        .await
+        .expect("a consistent row is accepted");
 }
 
 #[tokio::test]

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use ff_core::engine_error::EngineError;
 use ff_core::partition::PartitionConfig;
+use ff_core::types::ExecutionId;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
 
+use crate::admin::{ExecutionReport, LaneStatus};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::migrate;
-use crate::notify::WorkSignal;
-use crate::ops::Ctx;
+use crate::notify::{CompletionFeed, WorkSignal};
+use crate::ops::{self, Ctx};
 use crate::scanner::{self, ScanReport, ScannerConfig};
 use crate::tx::Db;
 
@@ -168,6 +170,11 @@ impl PostgresBackend {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // sqlx pings a pooled connection before handing it out by default:
+            // a round trip on every call. A connection that died meanwhile
+            // fails its first statement instead, with a transport error the
+            // caller retries; the pool then drops it.
+            .test_before_acquire(false)
             .connect(&options.url)
             .await?;
         if options.apply_migrations {
@@ -192,6 +199,25 @@ impl PostgresBackend {
     /// executions that are due become claimable, expired leases are requeued.
     pub async fn run_scanners_once(&self) -> Result<ScanReport, EngineError> {
         scanner::scan_once(&self.ctx, self.scanner_config.batch_size).await
+    }
+
+    /// Every lane with its executions per public state and its leases
+    /// (what `ffpg status` shows).
+    pub async fn lane_status(&self) -> Result<Vec<LaneStatus>, EngineError> {
+        ops::admin::lane_status(&self.ctx).await
+    }
+
+    /// One execution in full: snapshot, attempts, recent events (what
+    /// `ffpg inspect` shows). `None` when there is no such execution.
+    pub async fn inspect(&self, id: &ExecutionId) -> Result<Option<ExecutionReport>, EngineError> {
+        ops::admin::inspect(&self.ctx, id).await
+    }
+
+    /// Completion events as they commit (see [`CompletionFeed`]). While a
+    /// feed is open, completions are notified; with none open, they are not,
+    /// which spares busy systems the cost of notifying.
+    pub async fn completion_feed(&self) -> Result<CompletionFeed, EngineError> {
+        CompletionFeed::open(self.pool()).await
     }
 
     fn start_scanners(&self) {

@@ -6,19 +6,18 @@
 //! live by the database clock. When it matches nothing, [`why_not_live`]
 //! reads what stands there instead and picks the typed error.
 
+use crate::error::invalid_input;
+use crate::model::{ExecKey, Fence, FenceView, literal_of};
+use crate::repo::ExecRepo;
+use crate::repo::{GrantedLease, LeaseGrant};
 use ff_core::backend::{BackendTag, Handle, HandleKind};
 use ff_core::contracts::ReclaimGrant;
 use ff_core::engine_error::{ContentionKind, EngineError, StateKind, ValidationKind};
 use ff_core::handle_codec::{self, HandlePayload};
 use ff_core::partition::PartitionConfig;
 use ff_core::state::{LifecyclePhase, TerminalOutcome};
-use ff_core::types::{AttemptId, AttemptIndex, ExecutionId, LaneId, LeaseEpoch, LeaseId, WorkerInstanceId};
+use ff_core::types::{AttemptId, AttemptIndex, LaneId, LeaseEpoch, LeaseId, WorkerInstanceId};
 use sqlx::PgConnection;
-use uuid::Uuid;
-
-use crate::error::invalid_input;
-use crate::model::{ExecKey, Fence, FenceView, GrantedLease, literal_of};
-use crate::repo::ExecRepo;
 
 /// Decode a handle into the fence it carries, refusing one minted by another
 /// backend (`HandleFromOtherBackend`) or one that does not parse (`Corruption`).
@@ -51,34 +50,34 @@ pub(crate) fn decode(handle: &Handle, partitions: &PartitionConfig) -> Result<Fe
     })
 }
 
-/// What a new handle names.
-pub(crate) struct Minted<'a> {
-    pub execution_id: ExecutionId,
-    pub attempt_index: i32,
-    pub lease_id: Uuid,
-    pub lease: GrantedLease,
-    pub lease_ttl_ms: i64,
-    pub lane_id: &'a LaneId,
-    pub worker_instance_id: &'a WorkerInstanceId,
-}
-
-/// Encode a handle for a lease just granted.
-pub(crate) fn mint(kind: HandleKind, m: Minted<'_>) -> Handle {
+/// Encode the handle of a lease just granted: `Resumed` when it resumed an
+/// interrupted attempt, `Fresh` when it started one.
+pub(crate) fn mint(
+    granted: &GrantedLease,
+    grant: &LeaseGrant<'_>,
+    lane_id: &LaneId,
+    worker_instance_id: &WorkerInstanceId,
+) -> Result<Handle, EngineError> {
     let payload = HandlePayload::new(
-        m.execution_id,
-        AttemptIndex::new(m.attempt_index.unsigned_abs()),
-        AttemptId::from_uuid(m.lease.attempt_id),
-        LeaseId::from_uuid(m.lease_id),
-        LeaseEpoch::new(m.lease.lease_epoch.unsigned_abs()),
-        m.lease_ttl_ms.unsigned_abs(),
-        m.lane_id.clone(),
-        m.worker_instance_id.clone(),
+        granted.key.execution_id()?,
+        AttemptIndex::new(granted.attempt_index.unsigned_abs()),
+        AttemptId::from_uuid(granted.attempt_id),
+        LeaseId::from_uuid(grant.lease_id),
+        LeaseEpoch::new(granted.lease_epoch.unsigned_abs()),
+        grant.ttl_ms.unsigned_abs(),
+        lane_id.clone(),
+        worker_instance_id.clone(),
     );
-    Handle::new(
+    let kind = if granted.resumed {
+        HandleKind::Resumed
+    } else {
+        HandleKind::Fresh
+    };
+    Ok(Handle::new(
         BackendTag::Postgres,
         kind,
         handle_codec::encode(BackendTag::Postgres, &payload),
-    )
+    ))
 }
 
 /// The execution a reclaim grant names, checked against its partition key.
@@ -145,6 +144,7 @@ mod tests {
     use super::*;
     use crate::model::State;
     use ff_core::state::{LifecyclePhase, TerminalOutcome};
+    use uuid::Uuid;
 
     fn fence() -> Fence {
         Fence {

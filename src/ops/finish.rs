@@ -1,25 +1,24 @@
 //! Calls that end the lease: `complete`, `fail`, `cancel`, `delay`,
 //! `wait_children`.
 //!
-//! Each is one transaction: a guarded update ends the lease the handle names
-//! (zero rows: the caller no longer holds it, nothing is written, and the
-//! typed error says why), then the execution moves on. The lease event and,
-//! for terminal moves, the completion event are written by triggers in the
-//! same transaction. A replayed call finds the lease gone and changes nothing.
+//! Each ends the lease the handle names and moves the execution on in one
+//! guarded statement (see [`TransitionRepo`]): zero rows means the caller no
+//! longer holds the lease, nothing was written, and a read-only follow-up
+//! says why. The lease event and, for terminal moves, the completion event
+//! are written by triggers in the same statement. A replayed call finds the
+//! lease gone and changes nothing.
 
 use ff_core::backend::{FailOutcome, FailureClass, FailureReason, Handle};
 use ff_core::engine_error::EngineError;
 use ff_core::types::TimestampMs;
-use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::corruption;
-use crate::model::{ExecKey, Fence};
+use crate::model::Fence;
 use crate::ops::fence::{self, why_not_live};
 use crate::ops::retry::{self, Fate};
 use crate::ops::{Ctx, validate};
-use crate::repo::{AttemptRepo, ExecRepo, FailureNote, LeaseEnd, Terminal, TerminalDetail};
-use crate::tx::{Isolation, TxError};
+use crate::repo::{ExecRepo, Outcome, Terminal, TransitionRepo};
+use crate::tx::{Conn, TxError};
 
 /// Terminal success, storing `payload` as the result.
 pub(crate) async fn complete(ctx: &Ctx, handle: &Handle, payload: Option<&[u8]>) -> Result<(), EngineError> {
@@ -27,18 +26,37 @@ pub(crate) async fn complete(ctx: &Ctx, handle: &Handle, payload: Option<&[u8]>)
     if let Some(payload) = payload {
         validate::payload("result payload", payload)?;
     }
+    let outcome = Outcome {
+        result_payload: payload,
+        ..Outcome::default()
+    };
+    finish(ctx, "complete", fence, Terminal::Success, outcome).await
+}
+
+/// Cooperative cancel by the lease holder: terminal, outcome `cancelled`.
+pub(crate) async fn cancel(ctx: &Ctx, handle: &Handle, reason: &str) -> Result<(), EngineError> {
+    let fence = fence::decode(handle, &ctx.partitions)?;
+    validate::text("cancel reason", reason)?;
+    let outcome = Outcome {
+        cancel_reason: Some(reason),
+        ..Outcome::default()
+    };
+    finish(ctx, "cancel", fence, Terminal::Cancelled, outcome).await
+}
+
+async fn finish(
+    ctx: &Ctx,
+    op: &'static str,
+    fence: Fence,
+    terminal: Terminal,
+    outcome: Outcome<'_>,
+) -> Result<(), EngineError> {
     let now = ctx.now();
     ctx.db
-        .tx("complete", Isolation::ReadCommitted, |conn| {
+        .single(op, |conn| {
             Box::pin(async move {
-                release(conn, fence, LeaseEnd::Completed, FailureNote::default(), now).await?;
-                let detail = TerminalDetail {
-                    result_payload: payload,
-                    failure_reason: None,
-                    cancel_reason: None,
-                };
-                let moved = ExecRepo::mark_terminal(conn, fence.key, Terminal::Success, detail, now).await?;
-                ensure_moved(moved, fence.key)
+                let done = TransitionRepo::finish_if_live(conn, fence, terminal, outcome, now).await?;
+                held(conn, done, fence, now).await
             })
         })
         .await
@@ -59,59 +77,37 @@ pub(crate) async fn fail(
     }
     let now = ctx.now();
     let message = reason.message.as_str();
-    let note = FailureNote {
-        reason: Some(message),
-        class: Some(retry::class_literal(class)),
-    };
+    let class_literal = retry::class_literal(class);
     ctx.db
-        .tx("fail", Isolation::ReadCommitted, |conn| {
+        .single("fail", |conn| {
             Box::pin(async move {
-                release(conn, fence, LeaseEnd::Failed, note, now).await?;
-                let state = ExecRepo::retry_state_for_update(conn, fence.key)
+                // Only the lease holder changes the retry state, and the
+                // write below re-checks the lease, so this read needs no lock.
+                let state = ExecRepo::retry_state(conn, fence.key)
                     .await?
                     .ok_or(EngineError::NotFound { entity: "execution" })?;
                 let policy = retry::retry_policy(state.policy.as_ref())?;
                 let used = u32::try_from(state.retry_count).unwrap_or(0);
                 match retry::decide(&policy, class, used, entropy()) {
                     Fate::Retry { delay_ms } => {
-                        let retry_at = ExecRepo::schedule_retry(conn, fence.key, delay_ms, message, now).await?;
-                        let retry_at = retry_at.ok_or_else(|| not_active_with_lease(fence.key))?;
-                        Ok(FailOutcome::RetryScheduled {
-                            delay_until: TimestampMs::from_millis(retry_at),
-                        })
+                        match TransitionRepo::retry_if_live(conn, fence, delay_ms, message, class_literal, now).await? {
+                            Some(retry_at) => Ok(FailOutcome::RetryScheduled {
+                                delay_until: TimestampMs::from_millis(retry_at),
+                            }),
+                            None => Err(why_not_live(conn, fence, now).await?.into()),
+                        }
                     }
                     Fate::Terminal => {
-                        let detail = TerminalDetail {
-                            result_payload: None,
+                        let outcome = Outcome {
                             failure_reason: Some(message),
-                            cancel_reason: None,
+                            failure_class: Some(class_literal),
+                            ..Outcome::default()
                         };
-                        let moved = ExecRepo::mark_terminal(conn, fence.key, Terminal::Failed, detail, now).await?;
-                        ensure_moved(moved, fence.key)?;
+                        let done = TransitionRepo::finish_if_live(conn, fence, Terminal::Failed, outcome, now).await?;
+                        held(conn, done, fence, now).await?;
                         Ok(FailOutcome::TerminalFailed)
                     }
                 }
-            })
-        })
-        .await
-}
-
-/// Cooperative cancel by the lease holder: terminal, outcome `cancelled`.
-pub(crate) async fn cancel(ctx: &Ctx, handle: &Handle, reason: &str) -> Result<(), EngineError> {
-    let fence = fence::decode(handle, &ctx.partitions)?;
-    validate::text("cancel reason", reason)?;
-    let now = ctx.now();
-    ctx.db
-        .tx("cancel", Isolation::ReadCommitted, |conn| {
-            Box::pin(async move {
-                release(conn, fence, LeaseEnd::Cancelled, FailureNote::default(), now).await?;
-                let detail = TerminalDetail {
-                    result_payload: None,
-                    failure_reason: None,
-                    cancel_reason: Some(reason),
-                };
-                let moved = ExecRepo::mark_terminal(conn, fence.key, Terminal::Cancelled, detail, now).await?;
-                ensure_moved(moved, fence.key)
             })
         })
         .await
@@ -123,11 +119,10 @@ pub(crate) async fn delay(ctx: &Ctx, handle: &Handle, until: TimestampMs) -> Res
     let fence = fence::decode(handle, &ctx.partitions)?;
     let now = ctx.now();
     ctx.db
-        .tx("delay", Isolation::ReadCommitted, |conn| {
+        .single("delay", |conn| {
             Box::pin(async move {
-                release(conn, fence, LeaseEnd::Delayed, FailureNote::default(), now).await?;
-                let moved = ExecRepo::park_delayed(conn, fence.key, until.0, now).await?;
-                ensure_moved(moved, fence.key)
+                let done = TransitionRepo::delay_if_live(conn, fence, until.0, now).await?;
+                held(conn, done, fence, now).await
             })
         })
         .await
@@ -138,46 +133,23 @@ pub(crate) async fn wait_children(ctx: &Ctx, handle: &Handle) -> Result<(), Engi
     let fence = fence::decode(handle, &ctx.partitions)?;
     let now = ctx.now();
     ctx.db
-        .tx("wait_children", Isolation::ReadCommitted, |conn| {
+        .single("wait_children", |conn| {
             Box::pin(async move {
-                release(conn, fence, LeaseEnd::WaitingChildren, FailureNote::default(), now).await?;
-                let moved = ExecRepo::park_waiting_children(conn, fence.key, now).await?;
-                ensure_moved(moved, fence.key)
+                let done = TransitionRepo::wait_children_if_live(conn, fence, now).await?;
+                held(conn, done, fence, now).await
             })
         })
         .await
 }
 
-/// End the live lease `fence` names, or fail with why it is not live.
-async fn release(
-    conn: &mut PgConnection,
-    fence: Fence,
-    end: LeaseEnd,
-    failure: FailureNote<'_>,
-    now: Option<i64>,
-) -> Result<(), TxError> {
-    if AttemptRepo::release_if_live(conn, fence, end, failure, now).await? {
+/// `Ok` when the guarded statement matched the live lease; otherwise the
+/// typed error saying why it did not.
+async fn held(conn: &mut Conn<'_>, done: bool, fence: Fence, now: Option<i64>) -> Result<(), TxError> {
+    if done {
         Ok(())
     } else {
         Err(why_not_live(conn, fence, now).await?.into())
     }
-}
-
-/// The execution must have moved: its attempt held a live lease, and a live
-/// lease implies an active execution.
-fn ensure_moved(moved: bool, key: ExecKey) -> Result<(), TxError> {
-    if moved {
-        Ok(())
-    } else {
-        Err(not_active_with_lease(key).into())
-    }
-}
-
-fn not_active_with_lease(key: ExecKey) -> EngineError {
-    corruption(format!(
-        "ff_exec_core ({}, {}): not active while its attempt held a live lease",
-        key.partition, key.id
-    ))
 }
 
 /// A number in 0..=1 for retry jitter.

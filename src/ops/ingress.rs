@@ -7,7 +7,7 @@ use ff_core::state::PublicState;
 use crate::error::{corruption, invalid_input};
 use crate::model::{ExecKey, execution_id_of, parse_literal};
 use crate::ops::{Ctx, validate};
-use crate::repo::{ExecRepo, IdemKey, IdempotencyRepo, LaneRepo, NewExec};
+use crate::repo::{ExecRepo, IdemKey, IdempotencyRepo, NewExec};
 use crate::tx::Isolation;
 
 /// Dedup window of an idempotency key when the policy sets none (24 h, as
@@ -72,51 +72,62 @@ pub(crate) async fn create_execution(
     let tags = serde_json::to_value(&args.tags).map_err(|e| invalid_input(format!("tags: {e}")))?;
     let now = ctx.now();
 
-    let outcome = ctx
-        .db
-        .tx("create_execution", Isolation::ReadCommitted, |conn| {
-            let args = &args;
-            let required = &required;
-            let policy = policy.clone();
-            let tags = tags.clone();
-            Box::pin(async move {
-                if let Some(idem) = &args.idempotency_key {
+    let new = |policy, tags| NewExec {
+        key,
+        lane_id: args.lane_id.as_str(),
+        namespace: args.namespace.as_str(),
+        execution_kind: &args.execution_kind,
+        creator_identity: &args.creator_identity,
+        required_capabilities: &required,
+        priority: args.priority,
+        delay_until_ms: args.delay_until.map(|t| t.0),
+        deadline_at_ms: args.execution_deadline_at.map(|t| t.0),
+        input_payload: &args.input_payload,
+        payload_encoding: args.payload_encoding.as_deref(),
+        policy,
+        tags,
+    };
+    let outcome = match &args.idempotency_key {
+        // One statement: it is its own transaction.
+        None => {
+            ctx.db
+                .single("create_execution", |conn| {
+                    let new = new(policy.clone(), tags.clone());
+                    Box::pin(async move {
+                        Ok(match ExecRepo::insert(conn, new, now).await? {
+                            Some(public_state) => Created::New(public_state),
+                            None => Created::Duplicate(key),
+                        })
+                    })
+                })
+                .await?
+        }
+        Some(idem) => {
+            ctx.db
+                .tx("create_execution", Isolation::ReadCommitted, |conn| {
+                    let new = new(policy.clone(), tags.clone());
                     let idem = IdemKey {
                         partition: key.partition,
                         namespace: args.namespace.as_str(),
                         key: idem,
                     };
-                    let holder = IdempotencyRepo::bind(conn, idem, key.id, dedup_window_ms, now).await?;
-                    if holder != key.id {
-                        return Ok(Created::Duplicate(ExecKey {
-                            partition: key.partition,
-                            id: holder,
-                        }));
-                    }
-                }
-                let new = NewExec {
-                    key,
-                    lane_id: args.lane_id.as_str(),
-                    namespace: args.namespace.as_str(),
-                    execution_kind: &args.execution_kind,
-                    creator_identity: &args.creator_identity,
-                    required_capabilities: required,
-                    priority: args.priority,
-                    delay_until_ms: args.delay_until.map(|t| t.0),
-                    deadline_at_ms: args.execution_deadline_at.map(|t| t.0),
-                    input_payload: &args.input_payload,
-                    payload_encoding: args.payload_encoding.as_deref(),
-                    policy,
-                    tags,
-                };
-                let Some(public_state) = ExecRepo::insert(conn, new, now).await? else {
-                    return Ok(Created::Duplicate(key));
-                };
-                LaneRepo::register(conn, args.lane_id.as_str()).await?;
-                Ok(Created::New(public_state))
-            })
-        })
-        .await?;
+                    Box::pin(async move {
+                        let holder = IdempotencyRepo::bind(conn, idem, key.id, dedup_window_ms, now).await?;
+                        if holder != key.id {
+                            return Ok(Created::Duplicate(ExecKey {
+                                partition: key.partition,
+                                id: holder,
+                            }));
+                        }
+                        Ok(match ExecRepo::insert(conn, new, now).await? {
+                            Some(public_state) => Created::New(public_state),
+                            None => Created::Duplicate(key),
+                        })
+                    })
+                })
+                .await?
+        }
+    };
 
     match outcome {
         Created::New(public_state) => {

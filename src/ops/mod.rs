@@ -3,6 +3,7 @@
 //! repository calls inside it, and maps the outcome onto the trait's types.
 //! No SQL text lives here.
 
+pub(crate) mod admin;
 pub(crate) mod claim;
 pub(crate) mod fence;
 pub(crate) mod finish;

@@ -26,7 +26,7 @@ pub(crate) async fn describe_execution(ctx: &Ctx, id: &ExecutionId) -> Result<Op
 }
 
 /// The one mapping of a stored execution into an [`ExecutionSnapshot`].
-fn snapshot(id: ExecutionId, row: ExecRow) -> Result<ExecutionSnapshot, EngineError> {
+pub(crate) fn snapshot(id: ExecutionId, row: ExecRow) -> Result<ExecutionSnapshot, EngineError> {
     let tags: BTreeMap<String, String> =
         serde_json::from_value(row.tags).map_err(|e| corruption(format!("ff_exec_core.tags of {id}: {e}")))?;
     let attempt_index = AttemptIndex::new(row.attempt_index.unsigned_abs());

@@ -6,9 +6,8 @@
 //! statement that gets the derivation wrong.
 
 use sqlx::PgConnection;
-use uuid::Uuid;
 
-use crate::model::{ClaimedExec, ExecKey, ExecRow, Fence, FenceView, RetryState, State};
+use crate::model::{ExecKey, ExecRow, Fence, FenceView, RetryState, State};
 
 /// Repository of `ff_exec_core`.
 pub(crate) struct ExecRepo;
@@ -31,35 +30,10 @@ pub(crate) struct NewExec<'a> {
     pub tags: serde_json::Value,
 }
 
-/// How an execution leaves `active` for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Terminal {
-    Success,
-    Failed,
-    Cancelled,
-}
-
-impl Terminal {
-    /// The `terminal_outcome` literal.
-    fn outcome(self) -> &'static str {
-        match self {
-            Terminal::Success => "success",
-            Terminal::Failed => "failed",
-            Terminal::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Details stored with a terminal transition.
-pub(crate) struct TerminalDetail<'a> {
-    pub result_payload: Option<&'a [u8]>,
-    pub failure_reason: Option<&'a str>,
-    pub cancel_reason: Option<&'a str>,
-}
-
 impl ExecRepo {
-    /// Insert a new execution. Returns its `public_state`, or `None` when an
-    /// execution with this id already exists (nothing is written then).
+    /// Insert a new execution and register its lane, in one statement.
+    /// Returns its `public_state`, or `None` when an execution with this id
+    /// already exists (nothing is written then).
     pub(crate) async fn insert(
         conn: &mut PgConnection,
         new: NewExec<'_>,
@@ -67,23 +41,33 @@ impl ExecRepo {
     ) -> Result<Option<String>, sqlx::Error> {
         sqlx::query_scalar!(
             r#"
-            INSERT INTO ff_exec_core (
-                partition_key, execution_id, lane_id, namespace, execution_kind, creator_identity,
-                required_capabilities, priority,
-                eligibility_state, blocking_reason, public_state, eligible_at_ms,
-                deadline_at_ms, created_at_ms, last_mutation_at_ms,
-                input_payload, payload_encoding, policy, tags)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8,
-                   CASE WHEN d.due THEN 'eligible_now' ELSE 'not_eligible_until_time' END,
-                   CASE WHEN d.due THEN 'waiting_for_worker' ELSE 'waiting_for_delay' END,
-                   CASE WHEN d.due THEN 'waiting' ELSE 'delayed' END,
-                   CASE WHEN d.due THEN NULL ELSE $9 END,
-                   $10, t.now, t.now,
-                   $11, $12, $13, $14
-              FROM (SELECT COALESCE($15, ff_now_ms()) AS now) t,
-                   LATERAL (SELECT $9::bigint IS NULL OR $9::bigint <= t.now AS due) d
-            ON CONFLICT ON CONSTRAINT ff_exec_core_pkey DO NOTHING
-            RETURNING public_state
+            WITH t AS (SELECT COALESCE($15, ff_now_ms()) AS now),
+            inserted AS (
+                INSERT INTO ff_exec_core (
+                    partition_key, execution_id, lane_id, namespace, execution_kind, creator_identity,
+                    required_capabilities, priority,
+                    eligibility_state, blocking_reason, public_state, eligible_at_ms,
+                    deadline_at_ms, created_at_ms, last_mutation_at_ms,
+                    input_payload, payload_encoding, policy, tags)
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8,
+                       CASE WHEN d.due THEN 'eligible_now' ELSE 'not_eligible_until_time' END,
+                       CASE WHEN d.due THEN 'waiting_for_worker' ELSE 'waiting_for_delay' END,
+                       CASE WHEN d.due THEN 'waiting' ELSE 'delayed' END,
+                       CASE WHEN d.due THEN NULL ELSE $9 END,
+                       $10, t.now, t.now,
+                       $11, $12, $13, $14
+                  FROM t, LATERAL (SELECT $9::bigint IS NULL OR $9::bigint <= t.now AS due) d
+                ON CONFLICT ON CONSTRAINT ff_exec_core_pkey DO NOTHING
+                RETURNING public_state, lane_id
+            ),
+            -- The lane registry (`ff_lane_registry`) learns the lane with its
+            -- first execution.
+            lane AS (
+                INSERT INTO ff_lane_registry (lane_id, registered_at_ms)
+                SELECT inserted.lane_id, t.now FROM inserted, t
+                ON CONFLICT ON CONSTRAINT ff_lane_registry_pkey DO NOTHING
+            )
+            SELECT public_state AS "public_state!" FROM inserted
             "#,
             new.key.partition,
             new.key.id,
@@ -103,239 +87,6 @@ impl ExecRepo {
         )
         .fetch_optional(conn)
         .await
-    }
-
-    /// Take the best claimable execution of `lane` whose required
-    /// capabilities are a subset of `capabilities`: highest priority first,
-    /// then oldest. Rows other claimers hold are skipped, never waited for.
-    /// The execution becomes `active`; the caller grants the lease.
-    pub(crate) async fn claim_next(
-        conn: &mut PgConnection,
-        lane_id: &str,
-        capabilities: &[String],
-        now: Option<i64>,
-    ) -> Result<Option<ClaimedExec>, sqlx::Error> {
-        let row = sqlx::query!(
-            r#"
-            WITH cand AS (
-                SELECT partition_key, execution_id, attempt_state
-                  FROM ff_exec_core
-                 WHERE lane_id = $1
-                   AND lifecycle_phase = 'runnable'
-                   AND eligibility_state = 'eligible_now'
-                   AND ff_caps_satisfied(required_capabilities, $2::text[])
-                 ORDER BY priority DESC, created_at_ms
-                 LIMIT 1
-                 FOR UPDATE SKIP LOCKED
-            )
-            UPDATE ff_exec_core e
-               SET lifecycle_phase = 'active', ownership_state = 'leased',
-                   eligibility_state = 'not_applicable', blocking_reason = 'none',
-                   blocking_detail = NULL, attempt_state = 'running_attempt',
-                   public_state = 'active', eligible_at_ms = NULL,
-                   started_at_ms = COALESCE(e.started_at_ms, t.now), last_mutation_at_ms = t.now
-              FROM cand, (SELECT COALESCE($3, ff_now_ms()) AS now) t
-             WHERE e.partition_key = cand.partition_key AND e.execution_id = cand.execution_id
-            RETURNING e.partition_key, e.execution_id, e.attempt_index, cand.attempt_state AS prev_attempt_state
-            "#,
-            lane_id,
-            capabilities,
-            now,
-        )
-        .fetch_optional(conn)
-        .await?;
-        Ok(row.map(|r| ClaimedExec {
-            key: ExecKey {
-                partition: r.partition_key,
-                id: r.execution_id,
-            },
-            attempt_index: r.attempt_index,
-            resumes_attempt: r.prev_attempt_state == "attempt_interrupted",
-            is_retry: r.prev_attempt_state == "pending_retry_attempt",
-        }))
-    }
-
-    /// Take one specific execution of `lane` if it is claimable and its
-    /// attempt was interrupted (the reclaim path for a requeued lease).
-    pub(crate) async fn claim_interrupted(
-        conn: &mut PgConnection,
-        key: ExecKey,
-        lane_id: &str,
-        now: Option<i64>,
-    ) -> Result<Option<i32>, sqlx::Error> {
-        sqlx::query_scalar!(
-            r#"
-            UPDATE ff_exec_core e
-               SET lifecycle_phase = 'active', ownership_state = 'leased',
-                   eligibility_state = 'not_applicable', blocking_reason = 'none',
-                   blocking_detail = NULL, attempt_state = 'running_attempt',
-                   public_state = 'active', eligible_at_ms = NULL,
-                   reclaim_count = e.reclaim_count + 1, last_mutation_at_ms = t.now
-              FROM (SELECT COALESCE($4, ff_now_ms()) AS now) t
-             WHERE e.partition_key = $1 AND e.execution_id = $2 AND e.lane_id = $3
-               AND e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now'
-               AND e.attempt_state = 'attempt_interrupted'
-            RETURNING e.attempt_index
-            "#,
-            key.partition,
-            key.id,
-            lane_id,
-            now,
-        )
-        .fetch_optional(conn)
-        .await
-    }
-
-    /// Count a lease taken over from an expired holder.
-    pub(crate) async fn note_reclaim(
-        conn: &mut PgConnection,
-        key: ExecKey,
-        now: Option<i64>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query!(
-            r#"
-            UPDATE ff_exec_core
-               SET reclaim_count = reclaim_count + 1, ownership_state = 'leased',
-                   last_mutation_at_ms = COALESCE($3, ff_now_ms())
-             WHERE partition_key = $1 AND execution_id = $2 AND lifecycle_phase = 'active'
-            "#,
-            key.partition,
-            key.id,
-            now,
-        )
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-
-    /// Move an `active` execution to `terminal`. Returns whether it moved.
-    /// The completion event is written by the table's trigger.
-    pub(crate) async fn mark_terminal(
-        conn: &mut PgConnection,
-        key: ExecKey,
-        terminal: Terminal,
-        detail: TerminalDetail<'_>,
-        now: Option<i64>,
-    ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query!(
-            r#"
-            UPDATE ff_exec_core
-               SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
-                   eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = NULL,
-                   terminal_outcome = $3,
-                   public_state = CASE $3::text WHEN 'success' THEN 'completed' ELSE $3::text END,
-                   attempt_state = 'attempt_terminal', eligible_at_ms = NULL,
-                   result_payload = COALESCE($4, result_payload),
-                   -- A success clears the last failure; the attempts keep theirs.
-                   failure_reason = CASE WHEN $3::text = 'success' THEN NULL ELSE COALESCE($5, failure_reason) END,
-                   cancel_reason = COALESCE($6, cancel_reason),
-                   completed_at_ms = t.now, last_mutation_at_ms = t.now
-              FROM (SELECT COALESCE($7, ff_now_ms()) AS now) t
-             WHERE partition_key = $1 AND execution_id = $2 AND lifecycle_phase = 'active'
-            "#,
-            key.partition,
-            key.id,
-            terminal.outcome(),
-            detail.result_payload,
-            detail.failure_reason,
-            detail.cancel_reason,
-            now,
-        )
-        .execute(conn)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Send an `active` execution back to the queue for its next attempt,
-    /// claimable `delay_ms` from now (at once when that is zero). Returns the
-    /// time it becomes claimable, or `None` when the execution was not active.
-    pub(crate) async fn schedule_retry(
-        conn: &mut PgConnection,
-        key: ExecKey,
-        delay_ms: i64,
-        failure_reason: &str,
-        now: Option<i64>,
-    ) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar!(
-            r#"
-            UPDATE ff_exec_core e
-               SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
-                   eligibility_state = CASE WHEN d.due THEN 'eligible_now' ELSE 'not_eligible_until_time' END,
-                   blocking_reason = CASE WHEN d.due THEN 'waiting_for_worker' ELSE 'waiting_for_retry_backoff' END,
-                   public_state = CASE WHEN d.due THEN 'waiting' ELSE 'delayed' END,
-                   eligible_at_ms = CASE WHEN d.due THEN NULL ELSE t.now + $3 END,
-                   blocking_detail = NULL, attempt_state = 'pending_retry_attempt',
-                   attempt_index = e.attempt_index + 1, retry_count = e.retry_count + 1,
-                   failure_reason = $4, last_mutation_at_ms = t.now
-              FROM (SELECT COALESCE($5, ff_now_ms()) AS now) t,
-                   LATERAL (SELECT $3::bigint <= 0 AS due) d
-             WHERE e.partition_key = $1 AND e.execution_id = $2 AND e.lifecycle_phase = 'active'
-            RETURNING t.now + $3 AS "retry_at_ms!"
-            "#,
-            key.partition,
-            key.id,
-            delay_ms,
-            failure_reason,
-            now,
-        )
-        .fetch_optional(conn)
-        .await
-    }
-
-    /// Park an `active` execution until `until_ms`; its attempt resumes then.
-    pub(crate) async fn park_delayed(
-        conn: &mut PgConnection,
-        key: ExecKey,
-        until_ms: i64,
-        now: Option<i64>,
-    ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query!(
-            r#"
-            UPDATE ff_exec_core e
-               SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
-                   eligibility_state = CASE WHEN d.due THEN 'eligible_now' ELSE 'not_eligible_until_time' END,
-                   blocking_reason = CASE WHEN d.due THEN 'waiting_for_worker' ELSE 'waiting_for_delay' END,
-                   public_state = CASE WHEN d.due THEN 'waiting' ELSE 'delayed' END,
-                   eligible_at_ms = CASE WHEN d.due THEN NULL ELSE $3 END,
-                   blocking_detail = NULL, attempt_state = 'attempt_interrupted',
-                   last_mutation_at_ms = t.now
-              FROM (SELECT COALESCE($4, ff_now_ms()) AS now) t,
-                   LATERAL (SELECT $3::bigint <= t.now AS due) d
-             WHERE e.partition_key = $1 AND e.execution_id = $2 AND e.lifecycle_phase = 'active'
-            "#,
-            key.partition,
-            key.id,
-            until_ms,
-            now,
-        )
-        .execute(conn)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Park an `active` execution until its dependencies resolve.
-    pub(crate) async fn park_waiting_children(
-        conn: &mut PgConnection,
-        key: ExecKey,
-        now: Option<i64>,
-    ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query!(
-            r#"
-            UPDATE ff_exec_core
-               SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
-                   eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
-                   public_state = 'waiting_children', blocking_detail = NULL, eligible_at_ms = NULL,
-                   attempt_state = 'attempt_interrupted',
-                   last_mutation_at_ms = COALESCE($3, ff_now_ms())
-             WHERE partition_key = $1 AND execution_id = $2 AND lifecycle_phase = 'active'
-            "#,
-            key.partition,
-            key.id,
-            now,
-        )
-        .execute(conn)
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// Record progress if `fence` names the live lease. Returns whether it
@@ -374,18 +125,16 @@ impl ExecRepo {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Lock an execution and read what decides the fate of a failure.
-    pub(crate) async fn retry_state_for_update(
-        conn: &mut PgConnection,
-        key: ExecKey,
-    ) -> Result<Option<RetryState>, sqlx::Error> {
+    /// Read what decides the fate of a failure. Only the holder of the
+    /// execution's lease changes these, so the caller's fenced write that
+    /// follows needs no lock taken here.
+    pub(crate) async fn retry_state(conn: &mut PgConnection, key: ExecKey) -> Result<Option<RetryState>, sqlx::Error> {
         sqlx::query_as!(
             RetryState,
             r#"
             SELECT policy, retry_count
               FROM ff_exec_core
              WHERE partition_key = $1 AND execution_id = $2
-               FOR UPDATE
             "#,
             key.partition,
             key.id,
@@ -473,35 +222,6 @@ impl ExecRepo {
              WHERE e.partition_key = due.partition_key AND e.execution_id = due.execution_id
             "#,
             limit,
-            now,
-        )
-        .execute(conn)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// Put executions whose lease expired back in the queue; their attempts
-    /// resume under the next claim.
-    pub(crate) async fn requeue_expired(
-        conn: &mut PgConnection,
-        partitions: &[i16],
-        ids: &[Uuid],
-        now: Option<i64>,
-    ) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query!(
-            r#"
-            UPDATE ff_exec_core e
-               SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
-                   eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
-                   blocking_detail = 'lease expired', public_state = 'waiting',
-                   attempt_state = 'attempt_interrupted', reclaim_count = e.reclaim_count + 1,
-                   last_mutation_at_ms = COALESCE($3, ff_now_ms())
-              FROM unnest($1::smallint[], $2::uuid[]) AS x(partition_key, execution_id)
-             WHERE e.partition_key = x.partition_key AND e.execution_id = x.execution_id
-               AND e.lifecycle_phase = 'active'
-            "#,
-            partitions,
-            ids,
             now,
         )
         .execute(conn)

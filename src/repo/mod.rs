@@ -9,12 +9,16 @@
 mod attempt;
 mod exec;
 mod idempotency;
-mod lane;
+mod listener;
+mod report;
+mod transition;
 
-pub(crate) use attempt::{AttemptRepo, FailureNote, LeaseEnd, LeaseGrant};
-pub(crate) use exec::{ExecRepo, NewExec, Terminal, TerminalDetail};
+pub(crate) use attempt::AttemptRepo;
+pub(crate) use exec::{ExecRepo, NewExec};
 pub(crate) use idempotency::{IdemKey, IdempotencyRepo};
-pub(crate) use lane::LaneRepo;
+pub(crate) use listener::ListenerRepo;
+pub(crate) use report::ReportRepo;
+pub(crate) use transition::{GrantedLease, LeaseGrant, Outcome, Terminal, TransitionRepo};
 
 use sqlx::PgConnection;
 

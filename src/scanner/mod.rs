@@ -68,10 +68,21 @@ pub struct ScanReport {
 
 /// Run every scanner once.
 pub(crate) async fn scan_once(ctx: &Ctx, batch_size: i64) -> Result<ScanReport, EngineError> {
-    Ok(ScanReport {
+    let report = ScanReport {
         leases_expired: lease_expiry::run(ctx, batch_size).await?,
         promoted: promote::run(ctx, batch_size).await?,
-    })
+    };
+    sweep_listeners(ctx).await?;
+    Ok(report)
+}
+
+/// Forget listener registrations no one has renewed for a minute.
+async fn sweep_listeners(ctx: &Ctx) -> Result<u64, EngineError> {
+    ctx.db
+        .single("scan_listeners", |conn| {
+            Box::pin(async move { Ok(crate::repo::ListenerRepo::sweep(conn, 60_000).await?) })
+        })
+        .await
 }
 
 /// Start the timer. The task stops when its handle is aborted.

@@ -97,16 +97,47 @@ async fn ensure_template() -> String {
             .await
             .expect("migrate the template");
         pool.close().await;
-        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+        // Nothing else may be connected to a database being renamed; the
+        // closed pool's server processes may still be on their way out.
+        let sessions: Vec<String> = sqlx::query_scalar(
+            "SELECT backend_type || ':' || coalesce(application_name, '') FROM pg_stat_activity
+              WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&building)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        if !sessions.is_empty() {
+            eprintln!("sessions still on {building}: {sessions:?}; terminating them");
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&building)
             .execute(&mut conn)
             .await
             .unwrap();
+        }
+        retry_while_in_use(&mut conn, &format!("ALTER DATABASE {building} RENAME TO {name}")).await;
     }
     sqlx::query("SELECT pg_advisory_unlock(7261)")
         .execute(&mut conn)
         .await
         .unwrap();
     name
+}
+
+/// Run a database-level statement, retrying while PostgreSQL reports the
+/// database in use (`55006`) by sessions that are on their way out.
+async fn retry_while_in_use(conn: &mut PgConnection, sql: &str) {
+    for attempt in 0.. {
+        match sqlx::query(sql).execute(&mut *conn).await {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") && attempt < 100 => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
 }
 
 /// A database of its own for one test, dropped when the test ends.
@@ -120,10 +151,7 @@ impl TestDb {
         let template = ensure_template().await;
         let name = format!("ff_t_{}", Uuid::new_v4().simple());
         let mut conn = admin().await;
-        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        retry_while_in_use(&mut conn, &format!("CREATE DATABASE {name} TEMPLATE {template}")).await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .connect(&url_for(&name))
