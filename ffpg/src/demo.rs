@@ -1,17 +1,13 @@
-//! A small worker pipeline against a local database: what `make demo` runs.
+//! `ffpg demo` (what `make demo` runs): a small worker pipeline.
 //!
-//! Creates the database if it is missing, migrates it, creates a handful of
-//! executions through the trait, and runs two workers through claim,
-//! progress and complete, with one transient failure (retried after its
-//! backoff) and one delay in the mix. Prints what happened.
-//!
-//! Usage: `cargo run --example demo -- [postgres://user@host:port/database]`
+//! Creates a handful of executions through the trait and runs two workers
+//! through claim, progress and complete, with one transient failure (retried
+//! after its backoff) and one delay in the mix. Prints what happened.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ff_backend_postgres::{ConnectOptions, PostgresBackend};
 use ff_core::backend::{CapabilitySet, ClaimPolicy, FailOutcome, FailureClass, FailureReason, HandleKind};
 use ff_core::contracts::CreateExecutionArgs;
 use ff_core::engine_backend::EngineBackend;
@@ -19,31 +15,14 @@ use ff_core::partition::PartitionConfig;
 use ff_core::policy::{BackoffStrategy, ExecutionPolicy, RetryPolicy};
 use ff_core::state::PublicState;
 use ff_core::types::{ExecutionId, LaneId, Namespace, TimestampMs, WorkerId, WorkerInstanceId};
-use sqlx::Connection;
 use tokio::sync::Mutex;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/flowfabric";
+use crate::db::CliError;
 
 type Log = Arc<Mutex<Vec<String>>>;
 
-#[tokio::main]
-async fn main() {
-    let url = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_URL.to_owned());
-    if let Err(err) = run(&url).await {
-        eprintln!("demo failed: {err}");
-        std::process::exit(1);
-    }
-}
-
-async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    create_database_if_missing(url).await?;
-    let backend = PostgresBackend::connect_with(ConnectOptions::new(url).apply_migrations(true)).await?;
-    let engine: Arc<dyn EngineBackend> = backend.clone();
-    println!(
-        "connected to {url} (schema migrated, backend {:?})",
-        engine.backend_label()
-    );
-
+/// Run the demo on `engine`, printing what happens.
+pub async fn run(engine: Arc<dyn EngineBackend>) -> Result<(), CliError> {
     let lane = LaneId::new(format!("demo-{}", std::process::id()));
     let jobs = [
         "resize-image",
@@ -82,7 +61,8 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
                 execution_deadline_at: None,
                 now: TimestampMs::now(),
             })
-            .await?;
+            .await
+            .map_err(|e| CliError::new(format!("create_execution: {e}")))?;
         ids.push((id, *kind));
     }
     println!("created {} executions on lane {lane}", ids.len());
@@ -95,7 +75,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .map(|n| tokio::spawn(worker(engine.clone(), lane.clone(), n, kinds.clone(), log.clone())))
         .collect();
     for w in workers {
-        w.await?.map_err(|e| e.to_string())?;
+        w.await.map_err(|e| CliError::new(e.to_string()))??;
     }
     for line in log.lock().await.iter() {
         println!("  {line}");
@@ -104,7 +84,11 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     println!("after {:.1}s:", started.elapsed().as_secs_f64());
     let mut all_done = true;
     for (id, kind) in &ids {
-        let snap = engine.describe_execution(id).await?.ok_or("execution vanished")?;
+        let snap = engine
+            .describe_execution(id)
+            .await
+            .map_err(|e| CliError::new(format!("describe_execution: {e}")))?
+            .ok_or_else(|| CliError::new("an execution vanished"))?;
         all_done &= snap.public_state == PublicState::Completed;
         println!(
             "  {kind:<15} {:<10} attempts={}",
@@ -112,7 +96,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if !all_done {
-        return Err("not every execution completed".into());
+        return Err(CliError::new("not every execution completed"));
     }
     println!("all {} executions completed", ids.len());
     Ok(())
@@ -125,7 +109,7 @@ async fn worker(
     n: u32,
     kinds: Arc<HashMap<String, &'static str>>,
     log: Log,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<(), CliError> {
     let name = format!("worker-{n}");
     let policy = ClaimPolicy::new(
         WorkerId::new(&name),
@@ -133,13 +117,23 @@ async fn worker(
         10_000,
         Some(Duration::from_secs(2)),
     );
-    while let Some(handle) = engine.claim(&lane, &CapabilitySet::default(), policy.clone()).await? {
+    let fail = |e: ff_core::engine_error::EngineError| CliError::new(format!("{name}: {e}"));
+    while let Some(handle) = engine
+        .claim(&lane, &CapabilitySet::default(), policy.clone())
+        .await
+        .map_err(fail)?
+    {
         // The handle is opaque to the engine's users; the demo peeks inside
         // (with ff-core's own codec) to narrate which job it got.
-        let payload = ff_core::handle_codec::decode(&handle.opaque)?.payload;
+        let payload = ff_core::handle_codec::decode(&handle.opaque)
+            .map_err(|e| CliError::new(e.to_string()))?
+            .payload;
         let kind = kinds.get(payload.execution_id.as_str()).copied().unwrap_or("?");
         let attempt = payload.attempt_index.0;
-        engine.progress(&handle, Some(50), Some("working".into())).await?;
+        engine
+            .progress(&handle, Some(50), Some("working".into()))
+            .await
+            .map_err(fail)?;
         let line = match kind {
             "flaky-upstream" if attempt == 0 => {
                 let outcome = engine
@@ -148,7 +142,8 @@ async fn worker(
                         FailureReason::new("upstream timed out"),
                         FailureClass::Transient,
                     )
-                    .await?;
+                    .await
+                    .map_err(fail)?;
                 match outcome {
                     FailOutcome::RetryScheduled { .. } => format!("{name}: {kind} failed; retry scheduled"),
                     FailOutcome::TerminalFailed => format!("{name}: {kind} failed for good"),
@@ -161,32 +156,11 @@ async fn worker(
                 format!("{name}: {kind} delayed by 1s")
             }
             _ => {
-                engine.complete(&handle, Some(b"ok".to_vec())).await?;
+                engine.complete(&handle, Some(b"ok".to_vec())).await.map_err(fail)?;
                 format!("{name}: {kind} completed (attempt {attempt}, {:?} handle)", handle.kind)
             }
         };
         log.lock().await.push(line);
-    }
-    Ok(())
-}
-
-/// Connect to the server's `postgres` database and create the target one.
-async fn create_database_if_missing(url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let (server, db) = url.rsplit_once('/').ok_or("the database URL has no database name")?;
-    let db = db.split('?').next().unwrap_or(db);
-    if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("unsupported database name {db:?}").into());
-    }
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(db)
-        .fetch_one(&mut admin)
-        .await?;
-    if !exists {
-        sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(&mut admin)
-            .await?;
-        println!("created database {db}");
     }
     Ok(())
 }
