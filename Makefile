@@ -8,7 +8,7 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DEV_DB)
 DEMO_URL     ?= postgres://postgres@127.0.0.1:5432/flowfabric
 export DATABASE_URL
 
-.PHONY: help db prepare check test demo fmt clippy clean-test-dbs
+.PHONY: help db prepare check test demo bench clean-test-dbs
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -32,11 +32,15 @@ check: ## fmt, clippy -D warnings, docs, offline build, and .sqlx freshness
 
 test: ## The whole test suite against the local PostgreSQL
 	@scripts/ensure-postgres
-	SQLX_OFFLINE=true cargo test --all-targets --no-fail-fast
+	SQLX_OFFLINE=true cargo test --workspace --exclude ff-bench --all-targets --no-fail-fast
 
 demo: ## Migrate a local default database and run a small worker pipeline
 	@scripts/ensure-postgres
 	SQLX_OFFLINE=true cargo run --quiet -p ffpg -- --database-url "$(DEMO_URL)" demo
+
+BENCH_ARGS ?=
+bench: ## Side-by-side benchmark on a scratch cluster (this crate, published 0.11.0, commit ceiling)
+	SQLX_OFFLINE=true cargo run --release --quiet -p ff-bench -- $(BENCH_ARGS)
 
 clean-test-dbs: ## Drop the scratch databases tests leave behind
 	@psql "$(PG_ADMIN_URL)" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'ff\_t\_%'" \

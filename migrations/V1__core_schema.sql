@@ -177,8 +177,10 @@ CREATE FUNCTION ff_caps_satisfied(required text[], offered text[]) RETURNS boole
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT arraycontained(required, offered) $$;
 
--- Who is waiting for notifications, so that transactions notify only when
--- someone listens. A NOTIFY makes its transaction take a cluster-wide lock
+-- Who is waiting for notifications, so that statements notify only when
+-- someone listens. (Statements notify themselves, in `notified` CTEs: work
+-- on a lane becoming claimable on `ff_work` with the lane id, completions on
+-- `ff_completion` with the event id. There are no triggers.) A NOTIFY makes its transaction take a cluster-wide lock
 -- from before its commit record is flushed until after: notifying commits
 -- are serialised and lose group commit. With this registry a busy system,
 -- whose workers find work without waiting, sends no notifications at all.
@@ -658,41 +660,3 @@ CREATE TABLE ff_operator_event (
     tx_id          xid8     NOT NULL DEFAULT pg_current_xact_id(),
     CONSTRAINT ff_operator_event_pkey PRIMARY KEY (event_id)
 );
-
--- ─── Notifications ────────────────────────────────────────────────────────
-
--- Notify `channel` with `payload` if someone listens for `key`; returns
--- whether it did. Outbox rows themselves are written by the statements that
--- make each transition (src/repo/transition/).
-CREATE FUNCTION ff_notify_listeners(p_channel text, p_key text, p_payload text) RETURNS boolean
-LANGUAGE plpgsql VOLATILE
-AS $$
-BEGIN
-    IF ff_has_listener(p_channel, p_key) THEN
-        PERFORM pg_notify(p_channel, p_payload);
-        RETURN true;
-    END IF;
-    RETURN false;
-END $$;
-
--- Wake claimers waiting on a lane when work becomes claimable there,
--- whichever statement made it so (create, retry, promotion, requeue).
-CREATE FUNCTION ff_exec_core_notify_work() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM ff_notify_listeners('ff_work', NEW.lane_id, NEW.lane_id);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER ff_exec_core_work_on_insert
-    AFTER INSERT ON ff_exec_core
-    FOR EACH ROW
-    WHEN (NEW.lifecycle_phase = 'runnable' AND NEW.eligibility_state = 'eligible_now')
-    EXECUTE FUNCTION ff_exec_core_notify_work();
-
-CREATE TRIGGER ff_exec_core_work_on_update
-    AFTER UPDATE OF lifecycle_phase, eligibility_state ON ff_exec_core
-    FOR EACH ROW
-    WHEN (NEW.lifecycle_phase = 'runnable' AND NEW.eligibility_state = 'eligible_now'
-          AND (OLD.lifecycle_phase <> 'runnable' OR OLD.eligibility_state <> 'eligible_now'))
-    EXECUTE FUNCTION ff_exec_core_notify_work();

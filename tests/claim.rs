@@ -361,3 +361,41 @@ async fn invalid_claim_input_is_refused() {
         ValidationKind::InvalidInput
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_is_notified_only_while_someone_waits() {
+    let mut b = Bench::new().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(b.pool()).await.unwrap();
+    listener.listen("ff_work").await.unwrap();
+
+    // Nobody waits on the lane: creating work there notifies no one.
+    b.create(Spec::on("quiet")).await;
+    let heard = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
+    assert!(heard.is_err(), "notified without a waiter: {heard:?}");
+
+    // A claimer waits (registered in ff_listener); work there is notified.
+    let engine: Arc<dyn EngineBackend> = b.backend.clone();
+    let waiting = tokio::spawn(async move {
+        engine
+            .claim(
+                &LaneId::new("busy"),
+                &CapabilitySet::default(),
+                waiting_policy("w", Duration::from_secs(30)),
+            )
+            .await
+    });
+    while b
+        .count("SELECT count(*) FROM ff_listener WHERE channel = 'ff_work' AND key = 'busy'")
+        .await
+        == 0
+    {
+        tokio::task::yield_now().await;
+    }
+    b.create(Spec::on("busy")).await;
+    let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification while a claimer waits")
+        .unwrap();
+    assert_eq!(notification.payload(), "busy");
+    assert!(waiting.await.unwrap().unwrap().is_some());
+}

@@ -81,6 +81,15 @@ pub async fn create_if_missing(url: &str) -> Result<bool, CliError> {
     Ok(true)
 }
 
+/// Connect once to `url` and hang up: a clear error when the server cannot
+/// be reached or the database does not exist.
+pub async fn check_reachable(url: &str) -> Result<(), CliError> {
+    let options = parse_url(url)?;
+    let conn = connect_once(&options, url).await?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
 /// A pool of `size` connections to `url`, failing fast when the server
 /// cannot be reached.
 pub async fn pool(url: &str, size: u32) -> Result<PgPool, CliError> {

@@ -17,7 +17,7 @@ use ffpg::db::{self, CliError};
 #[derive(Parser)]
 #[command(name = "ffpg", version, about = "Operate the FlowFabric PostgreSQL backend")]
 struct Cli {
-    /// PostgreSQL database; created if it does not exist.
+    /// PostgreSQL database; `migrate`, `demo` and `bench` create it if it does not exist.
     #[arg(long, env = "DATABASE_URL", default_value = db::DEFAULT_URL, global = true)]
     database_url: String,
     #[command(subcommand)]
@@ -105,11 +105,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// Create the database if needed and connect; migrate when asked, else
-/// require a current schema.
+/// Connect; when asked to migrate, create the database if it is missing and
+/// migrate it, else require a current schema.
 async fn open(url: &str, migrate: bool) -> Result<Arc<PostgresBackend>, CliError> {
-    if db::create_if_missing(url).await? {
-        eprintln!("created database {}", db::describe(&db::parse_url(url)?));
+    if migrate {
+        if db::create_if_missing(url).await? {
+            eprintln!("created database {}", db::describe(&db::parse_url(url)?));
+        }
+    } else {
+        db::check_reachable(url).await?;
     }
     PostgresBackend::connect_with(
         ConnectOptions::new(url)

@@ -39,7 +39,7 @@ impl ExecRepo {
         new: NewExec<'_>,
         now: Option<i64>,
     ) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar!(
+        let row = sqlx::query!(
             r#"
             WITH t AS (SELECT COALESCE($15, ff_now_ms()) AS now),
             inserted AS (
@@ -66,8 +66,14 @@ impl ExecRepo {
                 INSERT INTO ff_lane_registry (lane_id, registered_at_ms)
                 SELECT inserted.lane_id, t.now FROM inserted, t
                 ON CONFLICT ON CONSTRAINT ff_lane_registry_pkey DO NOTHING
+            ),
+            -- Claimable at once: wake the lane's waiting claimers.
+            notified AS (
+                SELECT pg_notify('ff_work', inserted.lane_id)
+                  FROM inserted
+                 WHERE inserted.public_state = 'waiting' AND ff_has_listener('ff_work', inserted.lane_id)
             )
-            SELECT public_state AS "public_state!" FROM inserted
+            SELECT public_state AS "public_state!", (SELECT count(*) FROM notified) AS "notified!" FROM inserted
             "#,
             new.key.partition,
             new.key.id,
@@ -86,7 +92,8 @@ impl ExecRepo {
             now,
         )
         .fetch_optional(conn)
-        .await
+        .await?;
+        Ok(row.map(|r| r.public_state))
     }
 
     /// Record progress if `fence` names the live lease. Returns whether it
@@ -202,7 +209,7 @@ impl ExecRepo {
     /// Make up to `limit` delayed or backed-off executions that are due
     /// claimable. Returns how many moved.
     pub(crate) async fn promote_due(conn: &mut PgConnection, limit: i64, now: Option<i64>) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query!(
+        let row = sqlx::query!(
             r#"
             WITH t AS (SELECT COALESCE($2, ff_now_ms()) AS now),
             due AS (
@@ -214,18 +221,27 @@ impl ExecRepo {
                  ORDER BY eligible_at_ms
                  LIMIT $1
                  FOR UPDATE SKIP LOCKED
+            ),
+            promoted AS (
+                UPDATE ff_exec_core e
+                   SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+                       public_state = 'waiting', eligible_at_ms = NULL, last_mutation_at_ms = t.now
+                  FROM due, t
+                 WHERE e.partition_key = due.partition_key AND e.execution_id = due.execution_id
+                RETURNING e.lane_id
+            ),
+            notified AS (
+                SELECT pg_notify('ff_work', w.lane_id)
+                  FROM (SELECT DISTINCT lane_id FROM promoted) w
+                 WHERE ff_has_listener('ff_work', w.lane_id)
             )
-            UPDATE ff_exec_core e
-               SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
-                   public_state = 'waiting', eligible_at_ms = NULL, last_mutation_at_ms = t.now
-              FROM due, t
-             WHERE e.partition_key = due.partition_key AND e.execution_id = due.execution_id
+            SELECT (SELECT count(*) FROM promoted) AS "promoted!", (SELECT count(*) FROM notified) AS "notified!"
             "#,
             limit,
             now,
         )
-        .execute(conn)
+        .fetch_one(conn)
         .await?;
-        Ok(done.rows_affected())
+        Ok(row.promoted.unsigned_abs())
     }
 }

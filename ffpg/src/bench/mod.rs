@@ -45,6 +45,12 @@ pub async fn run(subject: &Subject, config: &BenchConfig, only: &[String]) -> Re
             WORKLOADS.join(", ")
         )));
     }
+    // Warm up caches and cached plans; not reported.
+    let warm_up = BenchConfig {
+        backlog: 1_000.min(config.backlog),
+        ..config.clone()
+    };
+    burn_down(subject, &warm_up).await?;
     let mut rows = Vec::new();
     if wants("burn-down") {
         rows.push(burn_down(subject, config).await?);

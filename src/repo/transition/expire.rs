@@ -13,7 +13,7 @@ impl TransitionRepo {
     /// (`ff_exec_core_active_idx`): the lease columns are not indexed, so
     /// that renewals stay in-place updates.
     pub(crate) async fn expire_due(conn: &mut PgConnection, limit: i64, now: Option<i64>) -> Result<u64, sqlx::Error> {
-        let expired = sqlx::query_scalar!(
+        let row = sqlx::query!(
             r#"
             WITH t AS (SELECT COALESCE($2, ff_now_ms()) AS now),
             due AS (
@@ -46,7 +46,7 @@ impl TransitionRepo {
                        last_mutation_at_ms = t.now
                   FROM att, t
                  WHERE e.partition_key = att.partition_key AND e.execution_id = att.execution_id
-                RETURNING 1
+                RETURNING e.lane_id
             ),
             lease_event AS (
                 INSERT INTO ff_lease_event (partition_key, execution_id, attempt_index, lease_id, lease_epoch,
@@ -54,14 +54,19 @@ impl TransitionRepo {
                 SELECT att.partition_key, att.execution_id, att.attempt_index, att.lease_id, att.lease_epoch,
                        'expired', att.worker_instance_id, 'expired', t.now
                   FROM att, t
+            ),
+            notified AS (
+                SELECT pg_notify('ff_work', w.lane_id)
+                  FROM (SELECT DISTINCT lane_id FROM requeued) w
+                 WHERE ff_has_listener('ff_work', w.lane_id)
             )
-            SELECT count(*) AS "expired!" FROM requeued
+            SELECT (SELECT count(*) FROM requeued) AS "expired!", (SELECT count(*) FROM notified) AS "notified!"
             "#,
             limit,
             now,
         )
         .fetch_one(conn)
         .await?;
-        Ok(expired.unsigned_abs())
+        Ok(row.expired.unsigned_abs())
     }
 }

@@ -1,10 +1,10 @@
 //! Ending leases: complete, fail (retried or terminal), cancel, delay,
 //! wait for children.
 //!
-//! Each statement ends with `SELECT count(*) FROM moved`, so it returns one
-//! row whether or not the fence matched: zero means it changed nothing.
-//! (Data-modifying CTEs run to completion whether the final query reads them
-//! or not.)
+//! The final query counts what moved, so it returns one row whether or not
+//! the fence matched: zero means nothing changed. (Data-modifying CTEs run to
+//! completion whether the final query reads them or not; the `notified` CTEs,
+//! which only read, run because the final query counts them.)
 
 use sqlx::PgConnection;
 
@@ -23,7 +23,7 @@ impl TransitionRepo {
         now: Option<i64>,
     ) -> Result<bool, sqlx::Error> {
         let literals = terminal.literals();
-        let moved = sqlx::query_scalar!(
+        let row = sqlx::query!(
             r#"
             WITH t AS (SELECT COALESCE($5, ff_now_ms()) AS now),
             att AS (
@@ -66,10 +66,14 @@ impl TransitionRepo {
                 SELECT moved.partition_key, moved.execution_id, moved.flow_id, moved.lane_id, moved.namespace,
                        $13, moved.attempt_index, t.now
                   FROM moved, t
-                -- Computed for every row, referenced or not: the notification is sent.
-                RETURNING ff_notify_listeners('ff_completion', lane_id, event_id::text)
+                RETURNING event_id, lane_id
+            ),
+            notified AS (
+                SELECT pg_notify('ff_completion', completion.event_id::text)
+                  FROM completion
+                 WHERE ff_has_listener('ff_completion', completion.lane_id)
             )
-            SELECT count(*) AS "moved!" FROM moved
+            SELECT (SELECT count(*) FROM moved) AS "moved!", (SELECT count(*) FROM notified) AS "notified!"
             "#,
             fence.key.partition,
             fence.key.id,
@@ -87,7 +91,8 @@ impl TransitionRepo {
         )
         .fetch_one(conn)
         .await?;
-        Ok(moved == 1)
+        tracing::trace!(notified = row.notified, "completion");
+        Ok(row.moved == 1)
     }
 
     /// End the live lease `fence` names after a failure and queue the next
@@ -102,7 +107,7 @@ impl TransitionRepo {
         failure_class: &str,
         now: Option<i64>,
     ) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar!(
+        let row = sqlx::query!(
             r#"
             WITH t AS (SELECT COALESCE($5, ff_now_ms()) AS now),
             att AS (
@@ -127,7 +132,7 @@ impl TransitionRepo {
                        failure_reason = $7, last_mutation_at_ms = t.now
                   FROM att, t
                  WHERE e.partition_key = att.partition_key AND e.execution_id = att.execution_id
-                RETURNING t.now + $6 AS retry_at_ms
+                RETURNING t.now + $6 AS retry_at_ms, e.lane_id, e.eligibility_state
             ),
             lease_event AS (
                 INSERT INTO ff_lease_event (partition_key, execution_id, attempt_index, lease_id, lease_epoch,
@@ -135,8 +140,14 @@ impl TransitionRepo {
                 SELECT att.partition_key, att.execution_id, att.attempt_index, att.lease_id, att.lease_epoch,
                        'released', att.worker_instance_id, 'failed', t.now
                   FROM att, t
+            ),
+            -- Claimable at once: wake the lane's waiting claimers.
+            notified AS (
+                SELECT pg_notify('ff_work', moved.lane_id)
+                  FROM moved
+                 WHERE moved.eligibility_state = 'eligible_now' AND ff_has_listener('ff_work', moved.lane_id)
             )
-            SELECT retry_at_ms AS "retry_at_ms!" FROM moved
+            SELECT retry_at_ms AS "retry_at_ms!", (SELECT count(*) FROM notified) AS "notified!" FROM moved
             "#,
             fence.key.partition,
             fence.key.id,
@@ -148,7 +159,8 @@ impl TransitionRepo {
             failure_class,
         )
         .fetch_optional(conn)
-        .await
+        .await?;
+        Ok(row.map(|r| r.retry_at_ms))
     }
 
     /// End the live lease `fence` names and park the execution until
@@ -160,7 +172,7 @@ impl TransitionRepo {
         until_ms: i64,
         now: Option<i64>,
     ) -> Result<bool, sqlx::Error> {
-        let moved = sqlx::query_scalar!(
+        let row = sqlx::query!(
             r#"
             WITH t AS (SELECT COALESCE($5, ff_now_ms()) AS now),
             att AS (
@@ -183,7 +195,7 @@ impl TransitionRepo {
                        last_mutation_at_ms = t.now
                   FROM att, t, LATERAL (SELECT $6::bigint <= t.now AS due) d
                  WHERE e.partition_key = att.partition_key AND e.execution_id = att.execution_id
-                RETURNING 1
+                RETURNING e.lane_id, e.eligibility_state
             ),
             lease_event AS (
                 INSERT INTO ff_lease_event (partition_key, execution_id, attempt_index, lease_id, lease_epoch,
@@ -191,8 +203,14 @@ impl TransitionRepo {
                 SELECT att.partition_key, att.execution_id, att.attempt_index, att.lease_id, att.lease_epoch,
                        'released', att.worker_instance_id, 'delayed', t.now
                   FROM att, t
+            ),
+            -- Due already: wake the lane's waiting claimers.
+            notified AS (
+                SELECT pg_notify('ff_work', moved.lane_id)
+                  FROM moved
+                 WHERE moved.eligibility_state = 'eligible_now' AND ff_has_listener('ff_work', moved.lane_id)
             )
-            SELECT count(*) AS "moved!" FROM moved
+            SELECT (SELECT count(*) FROM moved) AS "moved!", (SELECT count(*) FROM notified) AS "notified!"
             "#,
             fence.key.partition,
             fence.key.id,
@@ -203,7 +221,7 @@ impl TransitionRepo {
         )
         .fetch_one(conn)
         .await?;
-        Ok(moved == 1)
+        Ok(row.moved == 1)
     }
 
     /// End the live lease `fence` names and park the execution until its
