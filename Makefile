@@ -8,7 +8,7 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DEV_DB)
 DEMO_URL     ?= postgres://postgres@127.0.0.1:5432/flowfabric
 export DATABASE_URL
 
-.PHONY: help db prepare check test demo bench clean-test-dbs
+.PHONY: help db prepare check test soak demo bench clean-test-dbs
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,11 @@ check: ## fmt, clippy -D warnings, docs, offline build, and .sqlx freshness
 test: ## The whole test suite against the local PostgreSQL
 	@scripts/ensure-postgres
 	SQLX_OFFLINE=true cargo test --workspace --exclude ff-bench --all-targets --no-fail-fast
+
+SOAK_EXECUTIONS ?= 20000
+soak: ## The stress and fault-injection tests, larger and optimised (FF_STRESS_EXECUTIONS)
+	@scripts/ensure-postgres
+	FF_STRESS_EXECUTIONS=$(SOAK_EXECUTIONS) SQLX_OFFLINE=true cargo test --release --test reliability --test faults -- --nocapture
 
 demo: ## Migrate a local default database and run a small worker pipeline
 	@scripts/ensure-postgres

@@ -3,8 +3,6 @@
 //! ceiling), measured side by side through the same trait calls on a scratch
 //! PostgreSQL cluster this program starts and stops.
 
-mod cluster;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +81,7 @@ async fn run(args: Args) -> Result<(), CliError> {
         dir.display(),
         args.port
     );
-    let cluster = cluster::Cluster::start(&dir, args.port)?;
+    let cluster = ffpg::cluster::Cluster::start(&dir, args.port)?;
     let mut rows: Vec<Measurement> = Vec::new();
 
     // The physical reference, and this backend.

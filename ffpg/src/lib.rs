@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod cluster;
 pub mod db;
 pub mod demo;
 pub mod progress;

@@ -12,6 +12,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod load;
+
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};

@@ -1,11 +1,12 @@
-//! A scratch PostgreSQL cluster of the benchmark's own: `initdb` into the
-//! build folder, its own port and settings, stopped when dropped. The shared
-//! server is never reconfigured.
+//! A scratch PostgreSQL cluster for benchmarks and fault-injection tests:
+//! `initdb` into a folder of its own, its own port and settings, stopped when
+//! dropped. A shared server is never reconfigured or restarted. Run as root,
+//! the server tools run as the `postgres` user (PostgreSQL refuses root).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ffpg::db::CliError;
+use crate::db::CliError;
 
 /// A running scratch cluster.
 pub struct Cluster {
@@ -116,10 +117,8 @@ impl Cluster {
         let conf = format!("{conf}port = {port}\n");
         std::fs::write(cluster.data.join("postgresql.auto.conf"), conf)
             .map_err(|e| CliError::new(format!("write postgresql.auto.conf: {e}")))?;
-        let log = dir.join("server.log");
         let mut start = cluster.command("pg_ctl", &["start", "-w", "-t", "60", "-l"]);
-        start.arg(&log).arg("-D").arg(&cluster.data);
-        // initdb and pg_ctl both take -D last here.
+        start.arg(cluster.log()).arg("-D").arg(&cluster.data);
         run(&mut start, "pg_ctl start")?;
         Ok(cluster)
     }
@@ -140,9 +139,23 @@ impl Cluster {
         cmd
     }
 
+    fn log(&self) -> PathBuf {
+        self.data.with_file_name("server.log")
+    }
+
     /// A URL for `database` on this cluster.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Restart the server (fast shutdown: connections are cut, in-flight
+    /// transactions roll back), waiting until it accepts connections again.
+    pub fn restart(&self) -> Result<(), CliError> {
+        // With a log file, as at start: without one the new server keeps
+        // pg_ctl's output pipe open and waiting for it never ends.
+        let mut restart = self.command("pg_ctl", &["restart", "-m", "fast", "-w", "-t", "60", "-l"]);
+        restart.arg(self.log()).arg("-D").arg(&self.data);
+        run(&mut restart, "pg_ctl restart")
     }
 
     /// Stop the cluster (fast shutdown).
