@@ -29,8 +29,8 @@
 //!   `Contention(ExecutionNotActive)` carrying the outcome. None of them
 //!   writes anything.
 //! * Every transition into `terminal` writes exactly one completion event and
-//!   every lease change one lease event, in the same transaction (database
-//!   triggers, so no code path can forget).
+//!   every lease granted or ended one lease event, in the same statement as
+//!   the transition (see `src/repo/transition/`).
 //! * Delayed and backed-off executions become claimable when due, and the
 //!   executions of crashed workers are requeued when their lease expires, by
 //!   background scanners ([`ScannerConfig`]).

@@ -1,10 +1,10 @@
 //! Notifications: wake-ups for claimers waiting on a lane, and the feed of
 //! completion events.
 //!
-//! A trigger on `ff_exec_core` issues `pg_notify('ff_work', lane_id)` when an
-//! execution becomes claimable (created, retried, promoted when due, requeued
-//! after a lease expiry), whichever process made it so, but only while some
-//! claimer has registered in `ff_listener` that it waits on that lane: a
+//! The statement that makes an execution claimable (create, retry, delay,
+//! promotion when due, requeue after a lease expiry) issues
+//! `pg_notify('ff_work', lane_id)`, whichever process runs it, but only while
+//! some claimer has registered in `ff_listener` that it waits on that lane: a
 //! notifying commit serialises with every other one, so a busy system, whose
 //! workers find work without waiting, should not notify at all. One listener
 //! connection per backend, started the first time a claim waits, fans the
@@ -26,14 +26,14 @@ use uuid::Uuid;
 use crate::error::BACKEND;
 use crate::repo::ListenerRepo;
 
-/// The channel the work trigger notifies on.
+/// The channel work becoming claimable is notified on, with the lane id.
 pub(crate) const WORK_CHANNEL: &str = "ff_work";
 
-/// The channel the completion trigger notifies on, with the event id.
+/// The channel completions are notified on, with the event id.
 pub(crate) const COMPLETION_CHANNEL: &str = "ff_completion";
 
-/// How often a completion feed renews its registration (the triggers
-/// ignore registrations older than 10 s).
+/// How often a completion feed renews its registration (`ff_has_listener`
+/// ignores registrations older than 10 s).
 const FEED_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// Longest a waiting claimer sleeps without trying again.
@@ -71,7 +71,7 @@ struct Registry {
 }
 
 /// How often a lane's registration is renewed while claimers wait on it
-/// (the triggers ignore registrations older than 10 s).
+/// (`ff_has_listener` ignores registrations older than 10 s).
 const REGISTRATION_REFRESH: Duration = Duration::from_secs(3);
 
 impl Registry {

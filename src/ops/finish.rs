@@ -5,7 +5,7 @@
 //! guarded statement (see [`TransitionRepo`]): zero rows means the caller no
 //! longer holds the lease, nothing was written, and a read-only follow-up
 //! says why. The lease event and, for terminal moves, the completion event
-//! are written by triggers in the same statement. A replayed call finds the
+//! are written by the same statement. A replayed call finds the
 //! lease gone and changes nothing.
 
 use ff_core::backend::{FailOutcome, FailureClass, FailureReason, Handle};

@@ -1,6 +1,6 @@
-//! `ff_listener`: who waits for notifications, so that the triggers notify
+//! `ff_listener`: who waits for notifications, so that statements notify
 //! only when someone listens (see the table's comment in `migrations/`).
-//! Heartbeats use the database clock, as the triggers do.
+//! Heartbeats use the database clock, as `ff_has_listener` does.
 
 use sqlx::PgConnection;
 use uuid::Uuid;

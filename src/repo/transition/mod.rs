@@ -7,9 +7,9 @@
 //! every table the transition touches, so it is atomic on its own and runs
 //! in autocommit: one round trip and one commit, where `BEGIN`, three
 //! statements and `COMMIT` would take five round trips. Writing the events
-//! here rather than from row triggers costs nothing extra either: a
-//! PL/pgSQL trigger inserting through SPI took a fifth of the server's time
-//! on the claim → complete path (measured with `perf`). This is the one place
+//! here is also cheaper than from row triggers: a PL/pgSQL trigger inserting
+//! through SPI took a fifth of the server's time on the claim → complete
+//! path (measured with `perf`). This is the one place
 //! where a statement writes more than one table; elsewhere a repository
 //! writes only its own.
 //!
