@@ -57,43 +57,7 @@ async fn outboxes_match_the_rows_after_a_mixed_run() {
         .count("SELECT count(*) FROM ff_exec_core WHERE lifecycle_phase = 'terminal'")
         .await;
     assert_eq!(terminal, 24, "every execution ended");
-    let mismatched = b
-        .count(
-            "SELECT count(*) FROM ff_exec_core e
-              WHERE (SELECT count(*) FROM ff_completion_event c
-                      WHERE c.partition_key = e.partition_key AND c.execution_id = e.execution_id)
-                    <> CASE WHEN e.lifecycle_phase = 'terminal' THEN 1 ELSE 0 END",
-        )
-        .await;
-    assert_eq!(
-        mismatched, 0,
-        "executions without exactly one completion event per terminal transition"
-    );
-    let outcomes_disagree = b
-        .count(
-            "SELECT count(*) FROM ff_exec_core e JOIN ff_completion_event c USING (partition_key, execution_id)
-              WHERE c.outcome <> CASE e.terminal_outcome WHEN 'failed' THEN 'failure' ELSE e.terminal_outcome END",
-        )
-        .await;
-    assert_eq!(outcomes_disagree, 0);
-    let lease_books_off = b
-        .count(
-            "SELECT count(*) FROM ff_attempt a
-              WHERE a.lease_epoch <> (SELECT count(*) FROM ff_lease_event l
-                                       WHERE l.partition_key = a.partition_key AND l.execution_id = a.execution_id
-                                         AND l.attempt_index = a.attempt_index
-                                         AND l.event_kind IN ('acquired', 'reclaimed'))
-                 OR a.lease_epoch - (a.lease_expires_at_ms IS NOT NULL)::int
-                    <> (SELECT count(*) FROM ff_lease_event l
-                         WHERE l.partition_key = a.partition_key AND l.execution_id = a.execution_id
-                           AND l.attempt_index = a.attempt_index
-                           AND l.event_kind IN ('released', 'expired', 'revoked'))",
-        )
-        .await;
-    assert_eq!(
-        lease_books_off, 0,
-        "attempts whose lease events do not match their epochs"
-    );
+    common::load::check_outboxes(b.pool()).await;
     assert!(
         b.count("SELECT count(*) FROM ff_lease_event WHERE event_kind = 'expired'")
             .await

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use ff_backend_postgres::{ConnectOptions, PostgresBackend};
@@ -18,21 +17,8 @@ use sqlx::postgres::PgPoolOptions;
 #[derive(Parser)]
 #[command(name = "ff-bench", about = "Side-by-side benchmark on a scratch PostgreSQL cluster")]
 struct Args {
-    /// Concurrent workers (and connections).
-    #[arg(long, default_value_t = 8)]
-    workers: usize,
-    /// Executions in the burn-down backlog.
-    #[arg(long, default_value_t = 10_000)]
-    backlog: usize,
-    /// Seconds for the steady-state, idle-claim and ceiling runs.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Steady-state arrival rate, executions per second.
-    #[arg(long, default_value_t = 500.0)]
-    rate: f64,
-    /// Backlog sizes for the scaling workload, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
-    backlog_sizes: Vec<usize>,
+    #[command(flatten)]
+    size: bench::SizeArgs,
     /// Workloads for this backend, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "burn-down,steady,idle,latency,backlog")]
     only: Vec<String>,
@@ -67,14 +53,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), CliError> {
-    let config = BenchConfig {
-        workers: args.workers.max(1),
-        backlog: args.backlog,
-        duration: Duration::from_secs(args.duration.max(1)),
-        rate: args.rate,
-        backlog_sizes: args.backlog_sizes.clone(),
-        ..BenchConfig::default()
-    };
+    let config = args.size.config();
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("target/ff-bench-pg"));
     eprintln!(
         "starting a scratch PostgreSQL cluster in {} on port {}",

@@ -11,7 +11,7 @@ use ff_backend_postgres::{
 };
 use ff_core::engine_backend::EngineBackend;
 use ff_core::types::{ExecutionId, TimestampMs};
-use ffpg::bench::{self, BenchConfig, Subject};
+use ffpg::bench::{self, Subject};
 use ffpg::db::{self, CliError};
 
 #[derive(Parser)]
@@ -54,26 +54,13 @@ enum Command {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Concurrent workers (and connections).
-    #[arg(long, default_value_t = 8)]
-    workers: usize,
-    /// Executions in the burn-down backlog.
-    #[arg(long, default_value_t = 10_000)]
-    backlog: usize,
-    /// Seconds for the steady-state, idle-claim and ceiling runs.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Steady-state arrival rate, executions per second.
-    #[arg(long, default_value_t = 500.0)]
-    rate: f64,
-    /// Backlog sizes for the scaling workload, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
-    backlog_sizes: Vec<usize>,
-    /// Workloads to run, comma separated (burn-down, steady, backlog, idle, latency, ceiling).
+    #[command(flatten)]
+    size: bench::SizeArgs,
+    /// Workloads to run, comma separated (ceiling, burn-down, steady, idle, latency, backlog).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,burn-down,steady,backlog,idle,latency"
+        default_value = "ceiling,burn-down,steady,idle,latency,backlog"
     )]
     only: Vec<String>,
 }
@@ -345,14 +332,7 @@ fn print_report(r: &ExecutionReport) {
 }
 
 async fn run_bench(url: &str, args: BenchArgs) -> Result<(), CliError> {
-    let config = BenchConfig {
-        workers: args.workers.max(1),
-        backlog: args.backlog,
-        duration: Duration::from_secs(args.duration.max(1)),
-        rate: args.rate,
-        backlog_sizes: args.backlog_sizes,
-        ..BenchConfig::default()
-    };
+    let config = args.size.config();
     let backend = open(url, true).await?;
     let pool = db::pool(url, config.workers as u32 + 2).await?;
     let engine: Arc<dyn EngineBackend> = backend.clone();

@@ -1,9 +1,10 @@
 //! Background scanners: the time-based transitions nobody calls for.
 //!
-//! * [`promote`]: delayed and backed-off executions become claimable when due.
-//! * [`lease_expiry`]: an execution whose lease expired (its worker crashed or
+//! * promotion: delayed and backed-off executions become claimable when due;
+//! * lease expiry: an execution whose lease expired (its worker crashed or
 //!   stalled) goes back to the queue; its attempt resumes under the next
-//!   claim with a higher lease epoch, which fences the old holder out.
+//!   claim with a higher lease epoch, which fences the old holder out;
+//! * a sweep of stale `ff_listener` registrations.
 //!
 //! A [`PostgresBackend`](crate::PostgresBackend) runs them on a timer by
 //! default (see [`ScannerConfig`]). Several processes may scan the same
@@ -11,15 +12,13 @@
 //! passes never collide and never move a row twice. A failed pass is logged
 //! and retried on the next tick.
 
-pub(crate) mod lease_expiry;
-pub(crate) mod promote;
-
 use std::time::Duration;
 
 use ff_core::engine_error::EngineError;
 use tokio::task::JoinHandle;
 
 use crate::ops::Ctx;
+use crate::repo::{ExecRepo, ListenerRepo, TransitionRepo};
 
 /// How the background scanners run.
 #[derive(Debug, Clone)]
@@ -69,20 +68,53 @@ pub struct ScanReport {
 /// Run every scanner once.
 pub(crate) async fn scan_once(ctx: &Ctx, batch_size: i64) -> Result<ScanReport, EngineError> {
     let report = ScanReport {
-        leases_expired: lease_expiry::run(ctx, batch_size).await?,
-        promoted: promote::run(ctx, batch_size).await?,
+        leases_expired: drain(ctx, Pass::ExpireLeases, batch_size).await?,
+        promoted: drain(ctx, Pass::Promote, batch_size).await?,
     };
-    sweep_listeners(ctx).await?;
+    // Forget listener registrations no one has renewed for a minute.
+    ctx.db
+        .single("scan_listeners", |conn| {
+            Box::pin(async move { Ok(ListenerRepo::sweep(conn, 60_000).await?) })
+        })
+        .await?;
     Ok(report)
 }
 
-/// Forget listener registrations no one has renewed for a minute.
-async fn sweep_listeners(ctx: &Ctx) -> Result<u64, EngineError> {
-    ctx.db
-        .single("scan_listeners", |conn| {
-            Box::pin(async move { Ok(crate::repo::ListenerRepo::sweep(conn, 60_000).await?) })
-        })
-        .await
+/// A scanner pass that moves rows in batches.
+#[derive(Debug, Clone, Copy)]
+enum Pass {
+    /// End expired leases and requeue their executions.
+    ExpireLeases,
+    /// Make due delayed and backed-off executions claimable.
+    Promote,
+}
+
+/// Run `pass` a batch per statement until a batch comes back short.
+/// Returns how many rows moved.
+async fn drain(ctx: &Ctx, pass: Pass, batch_size: i64) -> Result<u64, EngineError> {
+    let op = match pass {
+        Pass::ExpireLeases => "scan_lease_expiry",
+        Pass::Promote => "scan_promote",
+    };
+    let mut total = 0;
+    loop {
+        let now = ctx.now();
+        let moved = ctx
+            .db
+            .single(op, |conn| {
+                Box::pin(async move {
+                    Ok(match pass {
+                        Pass::ExpireLeases => TransitionRepo::expire_due(conn, batch_size, now).await?,
+                        Pass::Promote => ExecRepo::promote_due(conn, batch_size, now).await?,
+                    })
+                })
+            })
+            .await?;
+        total += moved;
+        if moved < batch_size.unsigned_abs() {
+            return Ok(total);
+        }
+    }
 }
 
 /// Start the timer. The task stops when its handle is aborted.

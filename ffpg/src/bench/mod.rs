@@ -90,6 +90,40 @@ pub struct Subject {
     pub promote_submitted: bool,
 }
 
+/// The size of a benchmark run, as command-line options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SizeArgs {
+    /// Concurrent workers (and connections).
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Executions in the burn-down backlog.
+    #[arg(long, default_value_t = 10_000)]
+    pub backlog: usize,
+    /// Seconds for the steady-state, idle-claim and ceiling runs.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Steady-state arrival rate, executions per second.
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Backlog sizes for the scaling workload, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub backlog_sizes: Vec<usize>,
+}
+
+impl SizeArgs {
+    /// The run these options describe.
+    pub fn config(&self) -> BenchConfig {
+        BenchConfig {
+            workers: self.workers.max(1),
+            backlog: self.backlog,
+            duration: Duration::from_secs(self.duration.max(1)),
+            rate: self.rate,
+            backlog_sizes: self.backlog_sizes.clone(),
+            ..BenchConfig::default()
+        }
+    }
+}
+
 /// How big and how long.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
