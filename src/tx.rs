@@ -1,9 +1,10 @@
 //! Transactions: the one place a transaction begins and commits.
 //!
 //! Every trait operation runs inside [`Db::tx`] (one transaction) or, when it
-//! is a single writing statement, [`Db::single`] (the statement is its own
+//! writes with a single statement, [`Db::single`] (that statement is its own
 //! transaction under autocommit, which saves the `BEGIN` and `COMMIT` round
-//! trips on the hot paths). Both retry the whole unit a bounded number of
+//! trips on the hot paths; reads around it, such as the diagnosis of a fence
+//! that matched nothing, see committed state). Both retry the whole unit a bounded number of
 //! times on serialization failures and deadlocks, which PostgreSQL resolves
 //! by rolling the unit back, so a retry never doubles an effect.
 
@@ -93,10 +94,6 @@ pub(crate) enum Isolation {
     ReadCommitted,
     /// One snapshot for every statement: multi-statement reads that must agree.
     RepeatableRead,
-    /// For operations whose correctness rests on reading a consistent set of
-    /// rows that they do not lock.
-    #[allow(dead_code)] // used by the flow family
-    Serializable,
 }
 
 /// The pool plus what error mapping needs to know about it.
@@ -138,8 +135,9 @@ impl Db {
         }
     }
 
-    /// Run `work`, which must issue at most one writing statement, on a pooled
-    /// connection in autocommit mode: the statement is its own transaction.
+    /// Run `work`, which must change the database with at most one statement
+    /// (reads before or after it are fine), on a pooled connection in
+    /// autocommit mode: that statement is its own transaction.
     pub(crate) async fn single<'a, T, F>(&self, op: &'static str, mut work: F) -> Result<T, EngineError>
     where
         T: Send,
@@ -172,7 +170,6 @@ impl Db {
         let tx = match isolation {
             Isolation::ReadCommitted => self.pool.begin().await?,
             Isolation::RepeatableRead => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ").await?,
-            Isolation::Serializable => self.pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?,
         };
         let mut conn = Conn {
             inner: Inner::Tx(tx),
