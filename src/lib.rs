@@ -1,9 +1,10 @@
 //! PostgreSQL backend for the FlowFabric durable-execution engine.
 //!
 //! [`PostgresBackend`] implements [`ff_core::engine_backend::EngineBackend`]
-//! (ff-core 0.11) on PostgreSQL 14 or later. Every SQL statement in this
-//! crate is a `sqlx` macro checked against the schema at compile time; the
-//! offline metadata in `.sqlx/` lets the crate build with no database at hand.
+//! (ff-core 0.11) on PostgreSQL (tested on 15; 13 or later, for `xid8`).
+//! Every SQL statement in this crate is a `sqlx` macro checked against the
+//! schema at compile time; the offline metadata in `.sqlx/` lets the crate
+//! build with no database at hand.
 //!
 //! ```no_run
 //! use std::sync::Arc;
