@@ -22,6 +22,16 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 const UNDER_TEST: &str = "ff-under-test";
 
+/// The size of a run: `FF_STRESS_EXECUTIONS` (as for `tests/reliability.rs`)
+/// scaled by `share`; 1,500 scaled by default.
+fn executions(share: f64) -> i64 {
+    let base: i64 = std::env::var("FF_STRESS_EXECUTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_500);
+    (base as f64 * share) as i64
+}
+
 fn retrying() -> ExecutionPolicy {
     ExecutionPolicy {
         retry_policy: Some(RetryPolicy {
@@ -56,7 +66,7 @@ fn backend_on(pool: PgPool, clock: &ManualClock) -> Arc<PostgresBackend> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_killed_under_load() {
     let mut b = Bench::new().await;
-    let n = 600;
+    let n = executions(0.4);
     for _ in 0..n {
         b.create(Spec::on("killed").policy(retrying())).await;
     }
@@ -126,10 +136,9 @@ async fn server_restart_mid_run() {
     let clock = ManualClock::new(common::T0);
     let backend = backend_on(pool.clone(), &clock);
 
-    let n = 400;
-    for i in 0..n {
+    let n = executions(0.27);
+    for _ in 0..n {
         let id = ff_core::types::ExecutionId::solo(&LaneId::new("restart"), &Default::default());
-        let _ = i;
         backend
             .create_execution(Spec::on("restart").policy(retrying()).args(id))
             .await
