@@ -14,6 +14,10 @@ use crate::tx::Isolation;
 /// ff-core documents for V1).
 const DEFAULT_DEDUP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// The longest dedup window honoured (ten years): added to "now" in SQL, a
+/// larger one would overflow.
+const MAX_DEDUP_WINDOW_MS: i64 = 10 * 365 * 24 * 60 * 60 * 1000;
+
 /// Create a claimable execution, or a delayed one when `delay_until` is in
 /// the future. An idempotency key already bound to an execution inside its
 /// dedup window, or an execution id that already exists, yields `Duplicate`
@@ -67,7 +71,7 @@ pub(crate) async fn create_execution(
         .policy
         .as_ref()
         .and_then(|p| p.dedup_window_ms)
-        .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+        .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX).min(MAX_DEDUP_WINDOW_MS))
         .unwrap_or(DEFAULT_DEDUP_WINDOW_MS);
     let tags = serde_json::to_value(&args.tags).map_err(|e| invalid_input(format!("tags: {e}")))?;
     let now = ctx.now();

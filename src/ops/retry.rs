@@ -7,6 +7,9 @@ use ff_core::policy::{BackoffStrategy, ExecutionPolicy, RetryPolicy};
 
 use crate::error::corruption;
 
+/// The longest backoff applied, whatever the policy says: one year.
+pub(crate) const MAX_BACKOFF_MS: i64 = 365 * 24 * 60 * 60 * 1000;
+
 /// The fate of a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fate {
@@ -82,8 +85,9 @@ fn backoff_ms(strategy: &BackoffStrategy, retries_used: u32, entropy: f64) -> i6
             }
         }
     };
-    // A float that overflowed i64 saturates; NaN cannot occur (inputs are finite).
-    ms.clamp(0.0, i64::MAX as f64) as i64
+    // At most a year: a larger delay is a misconfiguration, and added to
+    // "now" in SQL it must not overflow. NaN cannot occur (inputs are finite).
+    ms.clamp(0.0, MAX_BACKOFF_MS as f64) as i64
 }
 
 #[cfg(test)]
@@ -153,6 +157,21 @@ mod tests {
         assert_eq!(
             decide(&p, FailureClass::Transient, 0, 0.0),
             Fate::Retry { delay_ms: 1000 }
+        );
+    }
+
+    #[test]
+    fn absurd_backoffs_are_capped_at_a_year() {
+        let p = RetryPolicy {
+            max_retries: 1,
+            backoff: BackoffStrategy::Fixed { delay_ms: u64::MAX },
+            retryable_categories: vec![],
+        };
+        assert_eq!(
+            decide(&p, FailureClass::Transient, 0, 0.0),
+            Fate::Retry {
+                delay_ms: MAX_BACKOFF_MS
+            }
         );
     }
 
