@@ -399,3 +399,27 @@ async fn work_is_notified_only_while_someone_waits() {
     assert_eq!(notification.payload(), "busy");
     assert!(waiting.await.unwrap().unwrap().is_some());
 }
+
+#[tokio::test]
+async fn an_execution_reclaimed_too_often_fails_for_good() {
+    let mut b = Bench::new().await;
+    let policy = ff_core::policy::ExecutionPolicy {
+        max_reclaim_count: 1,
+        ..Default::default()
+    };
+    let id = b.create(Spec::on("poison").policy(policy)).await;
+    // First crash: within the policy, requeued.
+    b.claim("poison", "w1").await.unwrap();
+    b.clock.advance_ms(30_000);
+    let report = b.backend.run_scanners_once().await.unwrap();
+    assert_eq!((report.leases_expired, report.reclaims_exhausted), (1, 0));
+    // Second crash: one reclaim more than allowed, failed for good.
+    b.claim("poison", "w2").await.unwrap();
+    b.clock.advance_ms(30_000);
+    let report = b.backend.run_scanners_once().await.unwrap();
+    assert_eq!((report.leases_expired, report.reclaims_exhausted), (1, 1));
+    let snap = b.engine().describe_execution(&id).await.unwrap().unwrap();
+    assert_eq!(snap.public_state, PublicState::Failed);
+    assert!(b.claim("poison", "w3").await.is_none());
+    insta::assert_json_snapshot!("reclaims_exhausted", b.state().await);
+}

@@ -61,16 +61,46 @@ impl ScannerConfig {
 pub struct ScanReport {
     /// Delayed or backed-off executions made claimable.
     pub promoted: u64,
-    /// Expired leases ended and their executions requeued.
+    /// Expired leases ended (their executions requeued, or failed when
+    /// reclaimed too often).
     pub leases_expired: u64,
+    /// Executions failed because one more reclaim would exceed their
+    /// policy's `max_reclaim_count` (100 when it sets none).
+    pub reclaims_exhausted: u64,
 }
 
-/// Run every scanner once.
+/// Run every scanner once. Each pass moves up to `batch_size` rows per
+/// statement and repeats until a batch comes back short.
 pub(crate) async fn scan_once(ctx: &Ctx, batch_size: i64) -> Result<ScanReport, EngineError> {
-    let report = ScanReport {
-        leases_expired: drain(ctx, Pass::ExpireLeases, batch_size).await?,
-        promoted: drain(ctx, Pass::Promote, batch_size).await?,
-    };
+    let batch = batch_size.unsigned_abs();
+    let mut report = ScanReport::default();
+    loop {
+        let now = ctx.now();
+        let expired = ctx
+            .db
+            .single("scan_lease_expiry", |conn| {
+                Box::pin(async move { Ok(TransitionRepo::expire_due(conn, batch_size, now).await?) })
+            })
+            .await?;
+        report.leases_expired += expired.total();
+        report.reclaims_exhausted += expired.failed;
+        if expired.total() < batch {
+            break;
+        }
+    }
+    loop {
+        let now = ctx.now();
+        let promoted = ctx
+            .db
+            .single("scan_promote", |conn| {
+                Box::pin(async move { Ok(ExecRepo::promote_due(conn, batch_size, now).await?) })
+            })
+            .await?;
+        report.promoted += promoted;
+        if promoted < batch {
+            break;
+        }
+    }
     // Forget listener registrations no one has renewed for a minute.
     ctx.db
         .single("scan_listeners", |conn| {
@@ -78,43 +108,6 @@ pub(crate) async fn scan_once(ctx: &Ctx, batch_size: i64) -> Result<ScanReport, 
         })
         .await?;
     Ok(report)
-}
-
-/// A scanner pass that moves rows in batches.
-#[derive(Debug, Clone, Copy)]
-enum Pass {
-    /// End expired leases and requeue their executions.
-    ExpireLeases,
-    /// Make due delayed and backed-off executions claimable.
-    Promote,
-}
-
-/// Run `pass` a batch per statement until a batch comes back short.
-/// Returns how many rows moved.
-async fn drain(ctx: &Ctx, pass: Pass, batch_size: i64) -> Result<u64, EngineError> {
-    let op = match pass {
-        Pass::ExpireLeases => "scan_lease_expiry",
-        Pass::Promote => "scan_promote",
-    };
-    let mut total = 0;
-    loop {
-        let now = ctx.now();
-        let moved = ctx
-            .db
-            .single(op, |conn| {
-                Box::pin(async move {
-                    Ok(match pass {
-                        Pass::ExpireLeases => TransitionRepo::expire_due(conn, batch_size, now).await?,
-                        Pass::Promote => ExecRepo::promote_due(conn, batch_size, now).await?,
-                    })
-                })
-            })
-            .await?;
-        total += moved;
-        if moved < batch_size.unsigned_abs() {
-            return Ok(total);
-        }
-    }
 }
 
 /// Start the timer. The task stops when its handle is aborted.
