@@ -17,7 +17,7 @@ use crate::model::Fence;
 use crate::ops::fence::{self, why_not_live};
 use crate::ops::retry::{self, Fate};
 use crate::ops::{Ctx, validate};
-use crate::repo::{ExecRepo, Outcome, Terminal, TransitionRepo};
+use crate::repo::{ExecRepo, Outcome, Park, Terminal, TransitionRepo};
 use crate::tx::{Conn, TxError};
 
 /// Terminal success, storing `payload` as the result.
@@ -121,7 +121,7 @@ pub(crate) async fn delay(ctx: &Ctx, handle: &Handle, until: TimestampMs) -> Res
     ctx.db
         .single("delay", |conn| {
             Box::pin(async move {
-                let done = TransitionRepo::delay_if_live(conn, fence, until.0, now).await?;
+                let done = TransitionRepo::park_if_live(conn, fence, Park::Until(until.0), now).await?;
                 held(conn, done, fence, now).await
             })
         })
@@ -135,7 +135,7 @@ pub(crate) async fn wait_children(ctx: &Ctx, handle: &Handle) -> Result<(), Engi
     ctx.db
         .single("wait_children", |conn| {
             Box::pin(async move {
-                let done = TransitionRepo::wait_children_if_live(conn, fence, now).await?;
+                let done = TransitionRepo::park_if_live(conn, fence, Park::Children, now).await?;
                 held(conn, done, fence, now).await
             })
         })

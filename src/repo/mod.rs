@@ -18,7 +18,7 @@ pub(crate) use exec::{ExecRepo, NewExec};
 pub(crate) use idempotency::{IdemKey, IdempotencyRepo};
 pub(crate) use listener::ListenerRepo;
 pub(crate) use report::ReportRepo;
-pub(crate) use transition::{GrantedLease, LeaseGrant, Outcome, Terminal, TransitionRepo};
+pub(crate) use transition::{GrantedLease, LeaseGrant, Outcome, Park, Terminal, TransitionRepo};
 
 use sqlx::PgConnection;
 

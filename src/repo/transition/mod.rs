@@ -92,6 +92,15 @@ struct TerminalLiterals {
     completion_outcome: &'static str,
 }
 
+/// Where a lease holder parks its execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Park {
+    /// Until this time (Unix ms).
+    Until(i64),
+    /// Until its dependencies resolve.
+    Children,
+}
+
 /// What a terminal transition stores.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Outcome<'a> {

@@ -8,7 +8,7 @@
 
 use sqlx::PgConnection;
 
-use super::{Outcome, Terminal, TransitionRepo};
+use super::{Outcome, Park, Terminal, TransitionRepo};
 use crate::model::Fence;
 
 impl TransitionRepo {
@@ -163,21 +163,26 @@ impl TransitionRepo {
         Ok(row.map(|r| r.retry_at_ms))
     }
 
-    /// End the live lease `fence` names and park the execution until
-    /// `until_ms` (claimable at once when that has passed); the same attempt
-    /// resumes under the next claim. Writes the `released` lease event.
-    pub(crate) async fn delay_if_live(
+    /// End the live lease `fence` names and park the execution: until a time
+    /// (claimable at once when that has passed), or until its dependencies
+    /// resolve. The same attempt resumes under the next claim. Writes the
+    /// `released` lease event.
+    pub(crate) async fn park_if_live(
         conn: &mut PgConnection,
         fence: Fence,
-        until_ms: i64,
+        park: Park,
         now: Option<i64>,
     ) -> Result<bool, sqlx::Error> {
+        let (reason, until_ms) = match park {
+            Park::Until(until_ms) => ("delayed", Some(until_ms)),
+            Park::Children => ("waiting_children", None),
+        };
         let row = sqlx::query!(
             r#"
             WITH t AS (SELECT COALESCE($5, ff_now_ms()) AS now),
             att AS (
                 UPDATE ff_attempt a
-                   SET lifecycle = 'suspended', lease_expires_at_ms = NULL, lease_end_reason = 'delayed'
+                   SET lifecycle = 'suspended', lease_expires_at_ms = NULL, lease_end_reason = $6
                   FROM t
                  WHERE a.partition_key = $1 AND a.execution_id = $2 AND a.attempt_index = $3
                    AND a.lease_epoch = $4 AND a.lease_expires_at_ms > t.now
@@ -185,15 +190,22 @@ impl TransitionRepo {
                           a.worker_instance_id
             ),
             moved AS (
+                -- Parked until a time ($7), or, without one, until its children finish.
                 UPDATE ff_exec_core e
                    SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
-                       eligibility_state = CASE WHEN d.due THEN 'eligible_now' ELSE 'not_eligible_until_time' END,
-                       blocking_reason = CASE WHEN d.due THEN 'waiting_for_worker' ELSE 'waiting_for_delay' END,
-                       public_state = CASE WHEN d.due THEN 'waiting' ELSE 'delayed' END,
-                       eligible_at_ms = CASE WHEN d.due THEN NULL ELSE $6 END,
+                       eligibility_state = CASE WHEN $7::bigint IS NULL THEN 'blocked_by_dependencies'
+                                                WHEN $7 <= t.now THEN 'eligible_now'
+                                                ELSE 'not_eligible_until_time' END,
+                       blocking_reason = CASE WHEN $7::bigint IS NULL THEN 'waiting_for_children'
+                                              WHEN $7 <= t.now THEN 'waiting_for_worker'
+                                              ELSE 'waiting_for_delay' END,
+                       public_state = CASE WHEN $7::bigint IS NULL THEN 'waiting_children'
+                                           WHEN $7 <= t.now THEN 'waiting'
+                                           ELSE 'delayed' END,
+                       eligible_at_ms = CASE WHEN $7 > t.now THEN $7 END,
                        blocking_detail = NULL, attempt_state = 'attempt_interrupted',
                        last_mutation_at_ms = t.now
-                  FROM att, t, LATERAL (SELECT $6::bigint <= t.now AS due) d
+                  FROM att, t
                  WHERE e.partition_key = att.partition_key AND e.execution_id = att.execution_id
                 RETURNING e.lane_id, e.eligibility_state
             ),
@@ -201,7 +213,7 @@ impl TransitionRepo {
                 INSERT INTO ff_lease_event (partition_key, execution_id, attempt_index, lease_id, lease_epoch,
                                             event_kind, worker_instance_id, reason, occurred_at_ms)
                 SELECT att.partition_key, att.execution_id, att.attempt_index, att.lease_id, att.lease_epoch,
-                       'released', att.worker_instance_id, 'delayed', t.now
+                       'released', att.worker_instance_id, $6, t.now
                   FROM att, t
             ),
             -- Due already: wake the lane's waiting claimers.
@@ -217,59 +229,11 @@ impl TransitionRepo {
             fence.attempt_index,
             fence.lease_epoch,
             now,
+            reason,
             until_ms,
         )
         .fetch_one(conn)
         .await?;
         Ok(row.moved == 1)
-    }
-
-    /// End the live lease `fence` names and park the execution until its
-    /// dependencies resolve. Writes the `released` lease event.
-    pub(crate) async fn wait_children_if_live(
-        conn: &mut PgConnection,
-        fence: Fence,
-        now: Option<i64>,
-    ) -> Result<bool, sqlx::Error> {
-        let moved = sqlx::query_scalar!(
-            r#"
-            WITH t AS (SELECT COALESCE($5, ff_now_ms()) AS now),
-            att AS (
-                UPDATE ff_attempt a
-                   SET lifecycle = 'suspended', lease_expires_at_ms = NULL, lease_end_reason = 'waiting_children'
-                  FROM t
-                 WHERE a.partition_key = $1 AND a.execution_id = $2 AND a.attempt_index = $3
-                   AND a.lease_epoch = $4 AND a.lease_expires_at_ms > t.now
-                RETURNING a.partition_key, a.execution_id, a.attempt_index, a.lease_id, a.lease_epoch,
-                          a.worker_instance_id
-            ),
-            moved AS (
-                UPDATE ff_exec_core e
-                   SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
-                       eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
-                       public_state = 'waiting_children', blocking_detail = NULL, eligible_at_ms = NULL,
-                       attempt_state = 'attempt_interrupted', last_mutation_at_ms = t.now
-                  FROM att, t
-                 WHERE e.partition_key = att.partition_key AND e.execution_id = att.execution_id
-                RETURNING 1
-            ),
-            lease_event AS (
-                INSERT INTO ff_lease_event (partition_key, execution_id, attempt_index, lease_id, lease_epoch,
-                                            event_kind, worker_instance_id, reason, occurred_at_ms)
-                SELECT att.partition_key, att.execution_id, att.attempt_index, att.lease_id, att.lease_epoch,
-                       'released', att.worker_instance_id, 'waiting_children', t.now
-                  FROM att, t
-            )
-            SELECT count(*) AS "moved!" FROM moved
-            "#,
-            fence.key.partition,
-            fence.key.id,
-            fence.attempt_index,
-            fence.lease_epoch,
-            now,
-        )
-        .fetch_one(conn)
-        .await?;
-        Ok(moved == 1)
     }
 }
