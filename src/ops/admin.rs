@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ff_core::engine_error::EngineError;
 use ff_core::types::ExecutionId;
 
-use crate::admin::{AttemptReport, EventReport, ExecutionReport, LaneStatus};
+use crate::admin::{ExecutionReport, LaneStatus};
 use crate::model::ExecKey;
 use crate::ops::{Ctx, read};
 use crate::repo::ReportRepo;
@@ -77,31 +77,7 @@ pub(crate) async fn inspect(ctx: &Ctx, id: &ExecutionId) -> Result<Option<Execut
         progress_percent: detail.progress_percent,
         progress_message: detail.progress_message,
         failure_reason: detail.failure_reason,
-        attempts: attempts
-            .into_iter()
-            .map(|a| AttemptReport {
-                attempt_index: a.attempt_index,
-                attempt_type: a.attempt_type,
-                lifecycle: a.lifecycle,
-                lease_epoch: a.lease_epoch,
-                lease_expires_at_ms: a.lease_expires_at_ms,
-                worker_instance_id: a.worker_instance_id,
-                started_at_ms: a.started_at_ms,
-                ended_at_ms: a.ended_at_ms,
-                failure_class: a.failure_class,
-                failure_reason: a.failure_reason,
-            })
-            .collect(),
-        recent_events: events
-            .into_iter()
-            .map(|e| EventReport {
-                family: e.family,
-                event_id: e.event_id,
-                kind: e.kind,
-                attempt_index: e.attempt_index,
-                detail: e.detail,
-                occurred_at_ms: e.occurred_at_ms,
-            })
-            .collect(),
+        attempts,
+        recent_events: events,
     }))
 }

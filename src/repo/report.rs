@@ -3,6 +3,7 @@
 
 use sqlx::PgConnection;
 
+use crate::admin::{AttemptReport, EventReport};
 use crate::model::ExecKey;
 
 /// Repository of the operator reads.
@@ -21,30 +22,6 @@ pub(crate) struct LaneLeaseRow {
     pub lane_id: String,
     pub live: i64,
     pub expired: i64,
-}
-
-/// One attempt of an execution.
-pub(crate) struct AttemptReportRow {
-    pub attempt_index: i32,
-    pub attempt_type: String,
-    pub lifecycle: String,
-    pub lease_epoch: i64,
-    pub lease_expires_at_ms: Option<i64>,
-    pub worker_instance_id: Option<String>,
-    pub started_at_ms: i64,
-    pub ended_at_ms: Option<i64>,
-    pub failure_class: Option<String>,
-    pub failure_reason: Option<String>,
-}
-
-/// One outbox event of an execution.
-pub(crate) struct EventRow {
-    pub family: String,
-    pub event_id: i64,
-    pub kind: String,
-    pub attempt_index: i32,
-    pub detail: Option<String>,
-    pub occurred_at_ms: i64,
 }
 
 /// The execution columns a report adds to the snapshot.
@@ -122,9 +99,9 @@ impl ReportRepo {
     }
 
     /// Every attempt of an execution, oldest first.
-    pub(crate) async fn attempts(conn: &mut PgConnection, key: ExecKey) -> Result<Vec<AttemptReportRow>, sqlx::Error> {
+    pub(crate) async fn attempts(conn: &mut PgConnection, key: ExecKey) -> Result<Vec<AttemptReport>, sqlx::Error> {
         sqlx::query_as!(
-            AttemptReportRow,
+            AttemptReport,
             r#"
             SELECT attempt_index, attempt_type, lifecycle, lease_epoch, lease_expires_at_ms,
                    worker_instance_id, started_at_ms, ended_at_ms, failure_class, failure_reason
@@ -145,9 +122,9 @@ impl ReportRepo {
         conn: &mut PgConnection,
         key: ExecKey,
         limit: i64,
-    ) -> Result<Vec<EventRow>, sqlx::Error> {
+    ) -> Result<Vec<EventReport>, sqlx::Error> {
         sqlx::query_as!(
-            EventRow,
+            EventReport,
             r#"
             SELECT family AS "family!", event_id AS "event_id!", kind AS "kind!",
                    attempt_index AS "attempt_index!", detail, occurred_at_ms AS "occurred_at_ms!"
